@@ -1,0 +1,122 @@
+"""The pipeline's vocabulary: what flows between its stages.
+
+source (file, tail, command) -> framing (bytes -> :class:`Line`) -> parsing
+(:class:`Line` -> :class:`Record`) -> filters (:class:`Filter`) -> batching ->
+sink (:class:`Sink`), with checkpoints committed only after the sink confirms.
+
+Offsets are byte offsets in the source (file or pipe), so a record knows which
+source bytes it came from: the checkpoint advances to the ``end`` of the last
+record whose delivery (and that of every record before it) was confirmed, and
+``record_id`` is derived from the ``start``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Row = dict[str, Any]
+"""A row of the table: the thirteen columns of :mod:`hal_logging.schema`, Properties a dict."""
+
+
+@dataclass(slots=True)
+class Line:
+    """One framed line of a source, terminator removed.
+
+    ``data`` is at most the framing cap long; ``length`` is the line's real
+    byte length (larger when the framer cut it without holding it whole).
+    ``start``/``end`` are source offsets: ``end`` is past the terminator.
+    """
+
+    data: bytes
+    stream: str  # "stdout" | "stderr" | "unknown"
+    start: int
+    end: int
+    received: float  # time.time() when the line was read
+    length: int = -1  # original byte length when cut, else -1 (== len(data))
+    final: bool = True  # False for a docker 16 KB partial piece (more follows)
+
+
+@dataclass(slots=True)
+class Record:
+    """A row plus the source span it came from."""
+
+    row: Row
+    stream: str
+    start: int
+    end: int
+    source: str = ""  # the source's key (see framing); part of record_id
+    size: int = 0  # serialised size estimate in bytes, filled by batching
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What a sink did with one batch.
+
+    ``delivered`` rows were confirmed (HTTP 204 / SQLite commit).
+    ``dead_lettered`` rows were refused for good and written to the dead-letter
+    file: they are kept, not lost, but not delivered (exit status non-zero).
+    ``duplicates`` rows were already stored (local workspace only).
+    """
+
+    delivered: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+class DeliveryError(Exception):
+    """A batch could not be delivered now (outage, auth, deadline).
+
+    ``fatal`` means retrying later in this process is pointless (401/403/404,
+    disk read-only): the forwarder stops, keeps the checkpoint where it is and
+    says what to check. The message says what to do next.
+    """
+
+    def __init__(self, message: str, *, fatal: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+        self.status = status
+
+
+class Sink(ABC):
+    """Where rows go. A batch is delivered, dead-lettered, or raises DeliveryError.
+
+    ``write`` must not return before the rows are durable at the destination.
+    It may be called from several threads when ``max_in_flight`` > 1; the
+    caller commits checkpoints strictly in order.
+    """
+
+    name: str = "sink"
+    max_in_flight: int = 1
+
+    @abstractmethod
+    def write(self, records: Sequence[Record]) -> WriteResult: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources. Called once, after the last write."""
+
+
+class Filter(ABC):
+    """A step between parsing and batching: may change, drop, or add records.
+
+    Filters must never drop a record silently: a drop is counted in ``stats``
+    (the summary prints it). ``flush`` is called at the end of input, and
+    periodically, so stateful filters (repeat folding) can release what they hold.
+    """
+
+    name: str = "filter"
+
+    def __init__(self) -> None:
+        self.stats: dict[str, int] = {}
+
+    @abstractmethod
+    def process(self, record: Record) -> Iterable[Record]: ...
+
+    def flush(self) -> Iterable[Record]:
+        return ()
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
