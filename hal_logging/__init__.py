@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hal_logging.adapter import BenchmarkLoggerAdapter, get_context_logger
-from hal_logging.configure import bind, configure, get_logger, unbind
-from hal_logging.formatter import ConsoleFormatter, JsonFormatter
+from hal_logging.configure import bind, configure, get_logger, install_asyncio_handler, unbind
+from hal_logging.formatter import ConsoleFormatter, JsonFormatter, StdoutHandler
 
 __version__ = "0.1.0"
 
@@ -50,11 +50,13 @@ __all__ = [
     "BenchmarkLoggerAdapter",
     "ConsoleFormatter",
     "JsonFormatter",
+    "StdoutHandler",
     "__version__",
     "bind",
     "configure",
     "get_context_logger",
     "get_logger",
+    "install_asyncio_handler",
     "is_running_in_azure_vm",
     "setup_logging",
     "unbind",

@@ -58,7 +58,13 @@ def dumps_str(obj: Any) -> str:
 
 def sanitize(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
     """A copy of ``obj`` made only of JSON types: str keys, finite floats, no cycles."""
-    if obj is None or isinstance(obj, (bool, str)):
+    if obj is None or isinstance(obj, bool):
+        return obj
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: keep them visible as \udXXX
+            return obj.encode("utf-8", "backslashreplace").decode("utf-8")
         return obj
     if isinstance(obj, int):
         return obj if -(2**63) <= obj < 2**64 else str(obj)
