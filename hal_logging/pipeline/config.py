@@ -32,6 +32,9 @@ class ForwardConfig:
     until_pid: int | None = None
     idle_exit: float | None = None
     raw_log: str | None = None  # wrap mode: tee the raw output here
+    # wrap mode: NAME=VALUE pairs the command is given (docker ``-e``/``--env``);
+    # HAL_* ones fill trusted context not given otherwise; values are redacted.
+    command_env: dict[str, str] = field(default_factory=dict)
 
     # --- sink ---------------------------------------------------------------
     sink: str = "auto"  # auto | sqlite | jsonl | azure | otlp

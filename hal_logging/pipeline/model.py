@@ -91,6 +91,10 @@ class Sink(ABC):
 
     name: str = "sink"
     max_in_flight: int = 1
+    #: ``time.monotonic()`` after which ``write`` must stop retrying and raise
+    #: DeliveryError. None while reading; the runner sets it when the final
+    #: flush starts (``--drain-timeout``).
+    deadline: float | None = None
 
     @abstractmethod
     def write(self, records: Sequence[Record]) -> WriteResult: ...

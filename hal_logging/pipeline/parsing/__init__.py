@@ -1,0 +1,586 @@
+"""Parsing: framed lines -> rows of the one schema (CONTRACT §1-3).
+
+:class:`Parser` takes the :class:`~hal_logging.pipeline.model.Line` s of one source
+and returns :class:`~hal_logging.pipeline.model.Record` s whose rows are complete
+(13 columns, Level in LEVELS, every field within 64 KB) and attributed (the trust
+rule applied). It never raises on input: every line becomes part of a row
+(blank lines excepted, below).
+
+What each line is, in order (``Properties.hal.format``):
+
+========================  ==========================================================
+``wire``                  a line from ``configure()`` (:mod:`.wire`), the fast path
+``json``, ``json:<lib>``  another logger's JSON object (:mod:`.foreign_json`)
+``traceback``             a raw Python traceback, with its logging header (:mod:`.traceback`)
+``text``, ``text:logging``  anything else (:mod:`.text`), escapes removed (:mod:`.terminal`)
+========================  ==========================================================
+
+Docker's formats (:mod:`.docker`) are unwrapped first and prefix the format:
+``docker-json+wire``, ``docker-timestamps+text``... ``input_format`` chooses:
+``auto`` (recognise per line), ``docker-json``, ``docker-timestamps`` or ``raw``.
+
+``Properties.hal`` always holds ``stream``, ``record_id`` (:func:`record_id` of the
+source, stream and start offset: the same bytes give the same id in every run),
+``format`` and ``offset`` (the record's first source byte; ``Record.start``); and when
+relevant ``claimed`` (trust rule, :mod:`.trust`), ``original_length`` (64 KB cuts,
+:mod:`.limits`; ``Message`` is the real line length when the framer cut the line),
+``original_level``, ``original_time``, ``problems`` (a wire line that broke its
+promise), ``wire_version`` (a marker other than 1), ``part`` (a traceback longer
+than the group caps, split over several rows). A logger name read from a text
+layout (``ERROR:agent.tools:...``) goes to ``Properties.logger``; LoggerName stays
+``docker.stdout``/``docker.stderr``/``docker``.
+
+Blank lines (nothing visible once escapes are removed) make no row: their bytes
+are folded into the span of the next record (its ``start``), and
+:attr:`Parser.held_start` covers them meanwhile, so offsets stay contiguous.
+
+Multi-line groups (a traceback, or an ERROR line that may be its header) are held
+per stream until a line that does not belong arrives, :meth:`Parser.poll` finds them
+older than ``multiline_timeout`` (since their last line), or :meth:`Parser.finish`.
+:attr:`Parser.held_start` tells the checkpoint how far it may go meanwhile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from hal_logging import _json, schema
+from hal_logging.pipeline.framing import MAX_JSON_BYTES
+from hal_logging.pipeline.model import Line, Record
+from hal_logging.pipeline.parsing import docker
+from hal_logging.pipeline.parsing.foreign_json import row_from_foreign
+from hal_logging.pipeline.parsing.limits import cut_columns, fit_meta, fit_properties
+from hal_logging.pipeline.parsing.terminal import clean, final_state, strip_escapes
+from hal_logging.pipeline.parsing.text import TextInfo, parse_text
+from hal_logging.pipeline.parsing.timestamps import format_epoch
+from hal_logging.pipeline.parsing.traceback import TracebackGroup, starts_traceback
+from hal_logging.pipeline.parsing.trust import apply_trust, trusted_items
+from hal_logging.pipeline.parsing.wire import row_from_wire
+
+__all__ = ["INPUT_FORMATS", "Parser", "record_id"]
+
+INPUT_FORMATS: Final = ("auto", "docker-json", "docker-timestamps", "raw")
+
+_WIRE_PREFIX: Final = schema.WIRE_PREFIX
+_WIRE_PREFIX_STR: Final = schema.WIRE_PREFIX.decode()
+_LOGGERS: Final = {
+    "stdout": schema.LOGGER_STDOUT,
+    "stderr": schema.LOGGER_STDERR,
+}
+_MAX: Final = schema.MAX_FIELD_BYTES
+_MARKER: Final = schema.TRUNCATION_MARKER
+_MARKER_BYTES: Final = len(schema.TRUNCATION_MARKER.encode())
+#: Inputs up to this size cannot produce an over-long field: checks are skipped.
+_SMALL: Final = (_MAX - 4096) // 3
+_HIGH: Final = frozenset(("ERROR", "CRITICAL"))
+_BLANK_ROW: Final[dict[str, Any]] = dict.fromkeys(schema.COLUMN_NAMES[:-1], "")
+_ROW_LIKE: Final = frozenset(("TimeGenerated", "Level", "Message"))
+
+
+def record_id(source: str, stream: str, start: int) -> str:
+    """Stable id of the record that starts at ``start`` in ``stream`` of ``source`` (hex).
+
+    BLAKE2b (16 bytes) of ``f"{source}\\0{stream}\\0{start}"``: the same source bytes
+    give the same id in every run, so re-sent rows can be de-duplicated.
+    """
+    digest = _id_hash(source, stream)
+    digest.update(str(start).encode())
+    return digest.hexdigest()
+
+
+def _id_hash(source: str, stream: str) -> Any:
+    """The hash state after ``source\\0stream\\0`` (copied per record: cheaper)."""
+    return hashlib.blake2b(f"{source}\0{stream}\0".encode("utf-8", "surrogatepass"), digest_size=16)
+
+
+@dataclass(slots=True)
+class _Held:
+    """A multi-line group in progress on one stream."""
+
+    start: int
+    end: int
+    received: float  # of the last line: the deadline counts from it
+    first_received: float
+    time_hint: str | None
+    prefix: str
+    header: TextInfo | None = None
+    group: TracebackGroup | None = None
+
+
+class Parser:
+    """Lines of one source -> records; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        stream: str,
+        source: str,
+        trusted: Mapping[str, str],
+        input_format: str = "auto",
+        multiline_timeout: float = 1.0,
+        log_type: str = schema.LOG_TYPE_AGENT,
+    ) -> None:
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(
+                f"input_format {input_format!r} is not one of {', '.join(INPUT_FORMATS)}"
+            )
+        self.stream = stream if stream in schema.STREAMS else "unknown"
+        self.source = source
+        self.input_format = input_format
+        self.multiline_timeout = multiline_timeout
+        self.log_type = log_type or schema.LOG_TYPE_AGENT
+        self._trust = trusted_items(trusted, self.log_type)
+        self._wire_first = input_format in ("auto", "raw")
+        self._held: dict[str, _Held] = {}
+        self._partials: dict[str, docker.Partial] = {}
+        self._skip_from: int | None = None
+        self._id_base: dict[str, Any] = {}
+        self._last_received = -1.0
+        self._last_received_str = ""
+
+    # -- public API ----------------------------------------------------------------
+
+    @property
+    def held_start(self) -> int | None:
+        """Start offset of the oldest line held back (open group, docker partial,
+        skipped blank lines), or None: a checkpoint must not pass it."""
+        starts = [h.start for h in self._held.values()]
+        starts.extend(p.start for p in self._partials.values())
+        if self._skip_from is not None:
+            starts.append(self._skip_from)
+        return min(starts) if starts else None
+
+    def feed(self, line: Line) -> list[Record]:
+        """Records completed by ``line`` (possibly none, possibly a held group)."""
+        data = line.data
+        try:
+            if (
+                self._wire_first
+                and line.length < 0
+                and data.startswith(_WIRE_PREFIX)
+                and not self._held
+            ):
+                record = self._wire(
+                    data, self.stream, line.start, line.end, line.received, None, "", len(data)
+                )
+                if record is not None:
+                    return [record]
+            return self._route(line)
+        except Exception as exc:  # defined behaviour for anything unforeseen: a row
+            return self._fallback(line, exc)
+
+    def poll(self, now: float) -> list[Record]:
+        """Close groups and docker partials whose last line is older than the timeout."""
+        out: list[Record] = []
+        limit = now - self.multiline_timeout
+        for stream in [s for s, h in self._held.items() if h.received <= limit]:
+            out.extend(self._close(stream))
+        for stream in [s for s, p in self._partials.items() if p.received <= limit]:
+            out.extend(self._flush_partial(stream))
+        return out
+
+    def finish(self) -> list[Record]:
+        """Everything still held, as records (end of input)."""
+        out: list[Record] = []
+        for stream in list(self._partials):
+            out.extend(self._flush_partial(stream))
+        for stream in list(self._held):
+            out.extend(self._close(stream))
+        self._skip_from = None
+        return out
+
+    # -- routing -------------------------------------------------------------------
+
+    def _route(self, line: Line) -> list[Record]:
+        data = line.data
+        fmt = self.input_format
+        cut = line.length if line.length > len(data) else -1
+        if fmt == "docker-json" or (fmt == "auto" and data.startswith(docker.JSON_PREFIX)):
+            rec = docker.parse_json_line(data) if cut < 0 else None
+            if rec is not None:
+                return self._docker_piece(line, rec)
+        elif fmt == "docker-timestamps" or (fmt == "auto" and data[:1].isdigit()):
+            split = docker.split_timestamp(data, strict=fmt == "auto")
+            if split is not None:
+                when, rest = split
+                return self._payload(
+                    rest,
+                    self.stream,
+                    line.start,
+                    line.end,
+                    line.received,
+                    when,
+                    "docker-timestamps+",
+                    cut,
+                )
+        return self._payload(data, self.stream, line.start, line.end, line.received, None, "", cut)
+
+    def _docker_piece(self, line: Line, rec: docker.DockerRecord) -> list[Record]:
+        stream = rec.stream
+        partial = self._partials.get(stream)
+        log = rec.log
+        if not log.endswith("\n"):
+            if partial is None:
+                cap = MAX_JSON_BYTES if log.startswith("{") else _MAX * 2
+                partial = docker.Partial(line.start, line.end, line.received, rec.time, cap)
+                self._partials[stream] = partial
+            partial.add(log)
+            partial.received = line.received
+            partial.end = line.end
+            return []
+        log = log[:-1]
+        if partial is None:
+            return self._payload(
+                log, stream, line.start, line.end, line.received, rec.time, "docker-json+", -1
+            )
+        del self._partials[stream]
+        partial.add(log)
+        cut = partial.length if partial.length > partial.kept else -1
+        return self._payload(
+            partial.text(),
+            stream,
+            partial.start,
+            line.end,
+            line.received,
+            partial.time or rec.time,
+            "docker-json+",
+            cut,
+        )
+
+    def _flush_partial(self, stream: str) -> list[Record]:
+        partial = self._partials.pop(stream)
+        cut = partial.length if partial.length > partial.kept else -1
+        return self._payload(
+            partial.text(),
+            stream,
+            partial.start,
+            partial.end,
+            partial.received,
+            partial.time,
+            "docker-json+",
+            cut,
+        )
+
+    def _payload(
+        self,
+        payload: bytes | str,
+        stream: str,
+        start: int,
+        end: int,
+        received: float,
+        time_hint: str | None,
+        prefix: str,
+        cut: int,
+    ) -> list[Record]:
+        """One logical line (bytes from the framer, or str from a docker record)."""
+        out: list[Record] = []
+        if isinstance(payload, bytes):
+            if cut < 0 and payload.startswith(_WIRE_PREFIX):
+                record = self._wire(
+                    payload, stream, start, end, received, time_hint, prefix, len(payload)
+                )
+                if record is not None:
+                    out.extend(self._close(stream))
+                    out.append(record)
+                    return out
+            text = clean(payload)
+            size = len(payload)
+        else:
+            if cut < 0 and payload.startswith(_WIRE_PREFIX_STR):
+                record = self._wire(
+                    payload, stream, start, end, received, time_hint, prefix, len(payload) * 3
+                )
+                if record is not None:
+                    out.extend(self._close(stream))
+                    out.append(record)
+                    return out
+            text = strip_escapes(final_state(payload)).replace("\x00", "").rstrip()
+            size = len(payload) * 3
+
+        held = self._held.get(stream)
+        if held is not None:
+            if held.group is not None:
+                if held.group.accepts(text):
+                    held.group.touch(end, received)
+                    held.end, held.received = end, received
+                    if held.group.full():
+                        # Flushed as it is; what follows may continue it in a new part.
+                        group = held.group
+                        out.extend(self._close(stream))
+                        self._held[stream] = _Held(
+                            end,
+                            end,
+                            received,
+                            received,
+                            held.time_hint,
+                            held.prefix,
+                            group=group.spawn(),
+                        )
+                    return out
+            elif text and starts_traceback(text):
+                held.group = TracebackGroup(text, held.start, end, received)
+                held.end, held.received = end, received
+                return out
+            out.extend(self._close(stream))
+
+        if not text.strip():
+            if self._skip_from is None:
+                self._skip_from = start
+            return out
+        if cut < 0 and text[0] == "{" and text[-1] == "}":
+            record = self._json(text, stream, start, end, received, time_hint, prefix, size)
+            if record is not None:
+                out.append(record)
+                return out
+        if starts_traceback(text):
+            self._held[stream] = _Held(
+                start,
+                end,
+                received,
+                received,
+                time_hint,
+                prefix,
+                group=TracebackGroup(text, start, end, received),
+            )
+            return out
+        info = parse_text(text)
+        if info.level in _HIGH and cut < 0:
+            self._held[stream] = _Held(
+                start, end, received, received, time_hint, prefix, header=info
+            )
+            return out
+        out.append(
+            self._text_record(info, stream, start, end, received, time_hint, prefix, size, cut)
+        )
+        return out
+
+    # -- the kinds of rows -------------------------------------------------------------
+
+    def _received(self, received: float) -> str:
+        if received != self._last_received:
+            self._last_received = received
+            self._last_received_str = format_epoch(received)
+        return self._last_received_str
+
+    def _wire(
+        self,
+        payload: bytes | str,
+        stream: str,
+        start: int,
+        end: int,
+        received: float,
+        time_hint: str | None,
+        prefix: str,
+        size: int,
+    ) -> Record | None:
+        try:
+            obj = _json.loads(payload)
+        except _json.JSONDecodeError:
+            obj = _lenient_loads(payload)
+        if type(obj) is not dict:
+            return None
+        hal: dict[str, Any] = {}
+        row = row_from_wire(obj, time_hint or self._received(received), hal)
+        return self._record(row, hal, stream, start, end, prefix + "wire", size)
+
+    def _json(
+        self,
+        text: str,
+        stream: str,
+        start: int,
+        end: int,
+        received: float,
+        time_hint: str | None,
+        prefix: str,
+        size: int,
+    ) -> Record | None:
+        try:
+            obj = _json.loads(text)
+        except _json.JSONDecodeError:
+            obj = _lenient_loads(text)
+        if type(obj) is not dict:
+            return None
+        hal: dict[str, Any] = {}
+        if _ROW_LIKE <= obj.keys() and isinstance(obj.get("Properties", {}), dict):
+            # A row without the version marker (keys reordered by a tool): a wire line.
+            hal["problems"] = ["row-shaped JSON without the wire version marker"]
+            row = row_from_wire(obj, time_hint or self._received(received), hal)
+            hal.pop("wire_version", None)
+            return self._record(row, hal, stream, start, end, prefix + "wire", size)
+        partial, fmt = row_from_foreign(obj, text, hal)
+        row = dict(_BLANK_ROW)
+        row["TimeGenerated"] = time_hint or self._received(received)
+        row["LoggerName"] = _LOGGERS.get(stream, schema.LOGGER_MERGED)
+        row.update(partial)
+        return self._record(row, hal, stream, start, end, prefix + fmt, size)
+
+    def _text_record(
+        self,
+        info: TextInfo,
+        stream: str,
+        start: int,
+        end: int,
+        received: float,
+        time_hint: str | None,
+        prefix: str,
+        size: int,
+        cut: int,
+    ) -> Record:
+        row = dict(_BLANK_ROW)
+        row["TimeGenerated"] = time_hint or info.time or self._received(received)
+        row["Level"] = info.level
+        row["Message"] = info.message
+        row["LoggerName"] = _LOGGERS.get(stream, schema.LOGGER_MERGED)
+        props: dict[str, Any] = {}
+        if info.logger:
+            props["logger"] = info.logger
+        row["Properties"] = props
+        hal: dict[str, Any] = {}
+        if cut > 0:
+            _mark_cut(row, hal, cut)
+        return self._record(row, hal, stream, start, end, prefix + info.fmt, size)
+
+    def _close(self, stream: str) -> list[Record]:
+        """The record of the group held on ``stream``, if any."""
+        held = self._held.pop(stream, None)
+        if held is None:
+            return []
+        header = held.header
+        if held.group is None:
+            assert header is not None
+            return [
+                self._text_record(
+                    header,
+                    stream,
+                    held.start,
+                    held.end,
+                    held.first_received,
+                    held.time_hint,
+                    held.prefix,
+                    len(header.message) * 3,
+                    -1,
+                )
+            ]
+        group = held.group
+        if not group.lines:
+            return []  # an empty continuation: nothing followed the flushed part
+        exc = group.exception()
+        row = dict(_BLANK_ROW)
+        row["TimeGenerated"] = (
+            held.time_hint
+            or (header.time if header else None)
+            or self._received(held.first_received)
+        )
+        row["Level"] = "CRITICAL" if header is not None and header.level == "CRITICAL" else "ERROR"
+        row["Message"] = header.message if header is not None else group.summary()
+        row["LoggerName"] = _LOGGERS.get(stream, schema.LOGGER_MERGED)
+        props: dict[str, Any] = {}
+        if header is not None and header.logger:
+            props["logger"] = header.logger
+        props[schema.PROP_EXCEPTION] = exc
+        row["Properties"] = props
+        hal: dict[str, Any] = {}
+        if group.omitted_bytes():
+            hal[schema.HAL_ORIGINAL_LENGTH] = {"Properties.exception.stacktrace": group.nbytes}
+        if group.part > 1 or group.full():
+            hal["part"] = group.part  # a traceback longer than the caps, in several rows
+        size = group.nbytes + (len(header.message) if header else 0)
+        return [
+            self._record(
+                row, hal, stream, held.start, held.end, held.prefix + "traceback", size * 3
+            )
+        ]
+
+    def _record(
+        self,
+        row: dict[str, Any],
+        hal: dict[str, Any],
+        stream: str,
+        start: int,
+        end: int,
+        fmt: str,
+        size: int,
+    ) -> Record:
+        """Finish a row: trust, limits, Properties.hal; wrap it in a Record."""
+        if self._skip_from is not None:
+            if self._skip_from < start:
+                start = self._skip_from
+            self._skip_from = None
+        base = self._id_base.get(stream)
+        if base is None:
+            base = self._id_base[stream] = _id_hash(self.source, stream)
+        digest = base.copy()
+        digest.update(str(start).encode())
+        meta: dict[str, Any] = {
+            schema.HAL_STREAM: stream,
+            schema.HAL_RECORD_ID: digest.hexdigest(),
+            schema.HAL_FORMAT: fmt,
+            schema.HAL_OFFSET: start,
+        }
+        if hal:
+            meta.update(hal)
+        apply_trust(row, self._trust, meta)
+        props = row["Properties"]
+        if schema.PROP_HAL in props:
+            meta.setdefault(schema.HAL_CLAIMED, {})["hal"] = props.pop(schema.PROP_HAL)
+        if size > _SMALL:
+            cut_columns(row, meta)
+            props = fit_properties(props, meta)
+            fit_meta(meta)
+        props[schema.PROP_HAL] = meta
+        row["Properties"] = props
+        return Record(row, stream, start, end, self.source)
+
+    def _fallback(self, line: Line, exc: Exception) -> list[Record]:
+        """A line the parser could not handle (a bug): kept as text, the error noted."""
+        text = clean(line.data)
+        row = dict(_BLANK_ROW)
+        row["TimeGenerated"] = self._received(line.received)
+        row["Level"] = "INFO"
+        row["Message"] = text
+        row["LoggerName"] = _LOGGERS.get(self.stream, schema.LOGGER_MERGED)
+        row["Properties"] = {}
+        hal = {"problems": [f"parser error {type(exc).__name__}: {exc}"]}
+        if line.length > len(line.data):
+            _mark_cut(row, hal, line.length)
+        out = self.finish()
+        out.append(
+            self._record(row, hal, self.stream, line.start, line.end, "text", len(line.data))
+        )
+        return out
+
+
+def _lenient_loads(payload: bytes | str) -> Any:
+    """JSON that orjson refused (invalid UTF-8, lone surrogates): decoded leniently."""
+    import json
+
+    try:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        # NaN/Infinity (python-json-logger with the stdlib encoder writes them): null.
+        obj = json.loads(text, parse_constant=lambda _: None)
+    except (ValueError, RecursionError):
+        return None
+    # Lone surrogates cannot be encoded as UTF-8 again: replace them.
+    try:
+        orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        text = json.dumps(obj, ensure_ascii=False)
+        obj = json.loads(
+            text.encode("utf-8", "replace").decode("utf-8", "replace"),
+            parse_constant=lambda _: None,
+        )
+    return obj
+
+
+def _mark_cut(row: dict[str, Any], hal: dict[str, Any], length: int) -> None:
+    """The framer cut this line: make the cut visible and note the real length."""
+    msg = row["Message"]
+    if not msg.endswith(_MARKER):
+        head = msg.encode("utf-8", "surrogatepass")[: _MAX - _MARKER_BYTES]
+        row["Message"] = head.decode("utf-8", "ignore") + _MARKER
+    hal.setdefault(schema.HAL_ORIGINAL_LENGTH, {})["Message"] = length

@@ -1,0 +1,101 @@
+"""Sources: where bytes come from, as a stream of events the runner consumes.
+
+Every source yields the same four events, so the runner has one loop for
+finished files, followed files and a wrapped command:
+
+* :class:`Opened` a *generation* begins: a file (or a pipe) read from ``start``,
+  with the ``source`` string record ids derive from. A truncated or rotated
+  file starts a new generation.
+* :class:`Chunk` bytes of a generation, in order.
+* :class:`Closed` the generation ended (EOF, rotation, truncation, stop).
+* :class:`Idle` nothing arrived within the poll interval: time for the runner's
+  timers (flush interval, multi-line timeout).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hal_logging.pipeline.checkpoint import CheckpointStore, FileIdentity, make_entry
+
+#: Bytes per read. Large enough to amortise per-chunk work, small enough that a
+#: batch (cut at chunk boundaries) stays near its limits.
+CHUNK_BYTES = 128 * 1024
+
+
+@dataclass(eq=False)
+class FileInput:
+    """An open file generation: what a checkpoint entry is made of."""
+
+    path: str  # absolute path: the checkpoint key
+    fd: int
+    ident: FileIdentity
+    store: CheckpointStore | None
+    size_hint: int = 0
+
+    def entry(self, source: str, offset: int) -> dict[str, Any]:
+        return make_entry(self.path, self.ident, source, self.fd, offset)
+
+    def close(self) -> None:
+        try:
+            import os
+
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+@dataclass(eq=False, slots=True)
+class Opened:
+    gen: str
+    stream: str
+    source: str
+    start: int
+    file: FileInput | None = None
+
+
+@dataclass(eq=False, slots=True)
+class Chunk:
+    gen: str
+    data: bytes
+
+
+@dataclass(eq=False, slots=True)
+class Closed:
+    gen: str
+    #: False when reading stopped early (interrupted): a partial last line and
+    #: open multi-line groups stay unread, for the next run to pick up.
+    complete: bool = True
+
+
+@dataclass(eq=False, slots=True)
+class Idle:
+    pass
+
+
+Event = Opened | Chunk | Closed | Idle
+
+IDLE = Idle()
+
+
+class Source(Protocol):
+    mode: str
+
+    def events(self) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+__all__ = [
+    "CHUNK_BYTES",
+    "IDLE",
+    "Chunk",
+    "Closed",
+    "Event",
+    "FileInput",
+    "Idle",
+    "Opened",
+    "Source",
+]

@@ -1,0 +1,305 @@
+"""Forwarder benchmark: the whole pipeline into the local workspace, against a naive script.
+
+Measured in one run, side by side (ratios, not absolute numbers, are the result):
+
+* **throughput**: 100k wire lines (~20 MB, written by the real ``JsonFormatter``)
+  into a fresh workspace, with every guarantee on (checkpoints, ``synchronous=FULL``,
+  unique record ids, redaction, folding), against a naive script that reads the
+  file, ``json.loads`` each line and ``executemany``s the rows into SQLite. Both
+  run as subprocesses; best of ``--repeat`` runs; wall and CPU seconds.
+* **memory**: peak RSS of the forwarder at 1x and 4x the input (should be flat).
+* **follow latency**: lines appended to a followed file with their send time;
+  the time until each is visible in the workspace (p50, p99).
+* **idle CPU**: the followed forwarder's CPU use over a few idle seconds.
+
+Goal (issue 4): ratio >= 1 against the naive script, RSS < 100 MB and flat,
+p99 < 1.5 s, ~0 idle CPU. Runs in about a minute or two::
+
+    .venv/bin/python benchmarks/forward.py [--lines 100000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+NAIVE = r"""
+import json, sqlite3, sys
+cols = ["TimeGenerated", "Level", "Message", "LoggerName", "RunID", "TaskID", "Benchmark",
+        "AgentName", "VMName", "ExecutionMode", "ExecutedBy", "LogType"]
+conn = sqlite3.connect(sys.argv[2])
+conn.execute("CREATE TABLE t (" + ", ".join(cols) + ", Properties)")
+rows = []
+with open(sys.argv[1], "rb") as fh:
+    for line in fh:
+        d = json.loads(line)
+        rows.append(tuple(d.get(c, "") for c in cols) + (json.dumps(d.get("Properties", {})),))
+        if len(rows) >= 5000:
+            conn.executemany("INSERT INTO t VALUES (" + ",".join("?" * 13) + ")", rows)
+            conn.commit()
+            rows = []
+conn.executemany("INSERT INTO t VALUES (" + ",".join("?" * 13) + ")", rows)
+conn.commit()
+"""
+
+
+def make_input(path: Path, n: int, start: int = 0) -> None:
+    """``n`` wire lines written by the real JsonFormatter (a realistic agent mix)."""
+    from hal_logging.formatter import JsonFormatter
+
+    logger = logging.getLogger(f"bench.agent.{start}")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    with path.open("a", encoding="utf-8") as fh:
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(JsonFormatter())
+        logger.addHandler(handler)
+        try:
+            for i in range(start, start + n):
+                if i % 50 == 0:
+                    logger.warning(
+                        "tool call %d failed, retrying: HTTP 429 from the model endpoint",
+                        i,
+                        extra={"attempt": i % 3, "tool": "run_tests"},
+                    )
+                else:
+                    logger.info(
+                        "step %d: model replied with %d tokens, action=%s",
+                        i,
+                        200 + i % 1800,
+                        ("read_file", "edit_file", "run_tests")[i % 3],
+                        extra={
+                            "step": i,
+                            "tokens": 200 + i % 1800,
+                            "cost_usd": round(i * 1e-6, 6),
+                            "model": "gpt-4o-mini",
+                        },
+                    )
+        finally:
+            logger.removeHandler(handler)
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run a subprocess; wall seconds, CPU seconds and peak RSS (MB) of that child."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[:4]} failed: {err}")
+    return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024}
+
+
+def forward_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hal_logging.cli.forward", "-q", *args]
+
+
+def throughput(tmp: Path, src: Path, repeat: int, env: dict[str, str]) -> dict[str, Any]:
+    size_mb = src.stat().st_size / 1e6
+    results: dict[str, list[dict[str, float]]] = {
+        "naive": [],
+        "forward": [],
+        "forward_no_filters": [],
+    }
+    for r in range(repeat):
+        for name in results:
+            db = tmp / f"{name}-{r}.db"
+            ckpt = tmp / f"{name}-{r}.ckpt"
+            if name == "naive":
+                argv = [sys.executable, "-c", NAIVE, str(src), str(db)]
+            elif name == "forward":
+                argv = forward_argv("--db", str(db), "--checkpoint", str(ckpt), str(src))
+            else:
+                argv = forward_argv(
+                    "--db",
+                    str(db),
+                    "--checkpoint",
+                    str(ckpt),
+                    "--no-redact",
+                    "--no-fold-repeats",
+                    str(src),
+                )
+            results[name].append(timed(argv, env))
+            with sqlite3.connect(db) as conn:
+                n = conn.execute(
+                    "SELECT count(*) FROM " + ("t" if name == "naive" else "BenchmarkRuns_CL")
+                ).fetchone()[0]
+            assert n > 0
+            for p in tmp.glob(f"{name}-{r}.*"):
+                p.unlink()
+    best = {k: min(v, key=lambda x: x["wall"]) for k, v in results.items()}
+    out: dict[str, Any] = {"input_mb": round(size_mb, 1)}
+    for k, b in best.items():
+        out[k] = {
+            "mb_per_s": round(size_mb / b["wall"], 1),
+            "wall_s": round(b["wall"], 2),
+            "cpu_s": round(b["cpu"], 2),
+            "rss_mb": round(b["rss_mb"], 1),
+        }
+    out["ratio_speed_vs_naive"] = round(best["naive"]["wall"] / best["forward"]["wall"], 2)
+    out["ratio_cpu_vs_naive"] = round(best["forward"]["cpu"] / best["naive"]["cpu"], 2)
+    out["ratio_speed_no_filters_vs_naive"] = round(
+        best["naive"]["wall"] / best["forward_no_filters"]["wall"], 2
+    )
+    return out
+
+
+def memory(tmp: Path, src: Path, n: int, env: dict[str, str]) -> dict[str, Any]:
+    big = tmp / "x4.log"
+    with big.open("wb") as out:
+        data = src.read_bytes()
+        for _ in range(4):
+            out.write(data)
+    one = timed(forward_argv("--db", str(tmp / "m1.db"), "--no-checkpoint", str(src)), env)
+    four = timed(forward_argv("--db", str(tmp / "m4.db"), "--no-checkpoint", str(big)), env)
+    big.unlink()
+    return {
+        "rss_1x_mb": round(one["rss_mb"], 1),
+        "rss_4x_mb": round(four["rss_mb"], 1),
+        "ratio_4x_vs_1x": round(four["rss_mb"] / one["rss_mb"], 2),
+    }
+
+
+def follow(
+    tmp: Path, env: dict[str, str], lines: int = 250, idle_seconds: float = 4.0
+) -> dict[str, Any]:
+    from hal_logging import _json, schema
+
+    log = tmp / "follow.log"
+    db = tmp / "follow.db"
+    log.write_bytes(b"")
+    proc = subprocess.Popen(
+        forward_argv("--follow", "--db", str(db), str(log)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    latencies: list[float] = []
+    try:
+        deadline = time.monotonic() + 20
+        while not db.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        sent: dict[int, float] = {}
+        last_rowid = 0
+        interval = 1 / 60  # ~60 lines/s, spread so every phase of the flush timer is hit
+        next_send = time.monotonic()
+        i = 0
+        end = time.monotonic() + lines * interval + 5
+        while time.monotonic() < end and len(latencies) < lines:
+            now = time.monotonic()
+            if i < lines and now >= next_send:
+                row = schema.empty_row()
+                row.update(
+                    TimeGenerated="2024-05-01T00:00:00.000000Z",
+                    Level="INFO",
+                    Message=f"latency probe {i}",
+                    LoggerName="bench",
+                )
+                row["Properties"] = {"probe": i}
+                with log.open("ab") as fh:
+                    fh.write(schema.WIRE_PREFIX + _json.dumps(row)[1:] + b"\n")
+                sent[i] = time.monotonic()
+                i += 1
+                next_send += interval
+            try:
+                got = conn.execute(
+                    "SELECT rowid, Properties FROM BenchmarkRuns_CL WHERE rowid > ? ORDER BY rowid",
+                    (last_rowid,),
+                ).fetchall()
+            except sqlite3.OperationalError:
+                got = []
+            t = time.monotonic()
+            for rowid, props in got:
+                last_rowid = rowid
+                probe = json.loads(props).get("probe")
+                if probe in sent:
+                    latencies.append(t - sent[probe])
+            time.sleep(0.005)
+        conn.close()
+        # Idle CPU: nothing is appended now.
+        ps = psutil.Process(proc.pid)
+        time.sleep(1.0)
+        c0 = sum(ps.cpu_times()[:2])
+        time.sleep(idle_seconds)
+        idle_cpu = sum(ps.cpu_times()[:2]) - c0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return (
+            round(latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
+            if latencies
+            else float("nan")
+        )
+
+    return {
+        "probes": len(latencies),
+        "latency_p50_s": pct(0.5),
+        "latency_p99_s": pct(0.99),
+        "latency_max_s": round(latencies[-1], 3) if latencies else None,
+        "idle_cpu_percent": round(idle_cpu / idle_seconds * 100, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--lines", type=int, default=100_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HAL_", "AZURE_", "OTEL_"))}
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="hal-forward-bench-") as d:
+        tmp = Path(d)
+        src = tmp / "wire.log"
+        make_input(src, args.lines)
+        results = {
+            "lines": args.lines,
+            "throughput": throughput(tmp, src, args.repeat, env),
+            "memory": memory(tmp, src, args.lines, env),
+            "follow": follow(tmp, env),
+        }
+    results["bench_seconds"] = round(time.monotonic() - t0, 1)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    t, m, f = results["throughput"], results["memory"], results["follow"]
+    print(f"input: {args.lines} wire lines, {t['input_mb']} MB")
+    for k in ("naive", "forward", "forward_no_filters"):
+        v = t[k]
+        print(
+            f"  {k:<20} {v['mb_per_s']:>7} MB/s  wall {v['wall_s']:>6}s  cpu {v['cpu_s']:>6}s  rss {v['rss_mb']:>6} MB"
+        )
+    print(
+        f"  speed vs naive: {t['ratio_speed_vs_naive']}x (no filters: {t['ratio_speed_no_filters_vs_naive']}x), "
+        f"cpu vs naive: {t['ratio_cpu_vs_naive']}x"
+    )
+    print(
+        f"memory: peak RSS {m['rss_1x_mb']} MB at 1x, {m['rss_4x_mb']} MB at 4x ({m['ratio_4x_vs_1x']}x)"
+    )
+    print(
+        f"follow: p50 {f['latency_p50_s']}s, p99 {f['latency_p99_s']}s, max {f['latency_max_s']}s "
+        f"over {f['probes']} lines; idle CPU {f['idle_cpu_percent']}%"
+    )
+    print(f"(benchmark took {results['bench_seconds']}s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,874 @@
+"""``hal-logging-forward``: ship a container's output, with nothing lost (CONTRACT §4).
+
+Three modes::
+
+    hal-logging-forward [OPTIONS] FILE...             # finished files (seed: Option B)
+    hal-logging-forward --follow [OPTIONS] FILE       # a growing file (seed: Option A)
+    hal-logging-forward [OPTIONS] -- CMD [ARG...]     # run CMD, forward its output live
+
+This module only turns flags and environment into a
+:class:`~hal_logging.pipeline.config.ForwardConfig`, builds the source, sink
+and filters, runs the :class:`~hal_logging.pipeline.runner.Runner`, and prints
+the summary. Errors a user can fix are one line on stderr saying what to do,
+never a traceback.
+
+Exit status: 0 every record read was delivered; 75 some were not (stderr and
+``--summary-json`` say how many and where they are kept: the input file and
+its checkpoint, a dead-letter file, or wrap mode's spool file; a rerun
+resumes); 2 usage error; 1 an input could not be read. In wrap mode, when
+delivery is complete the exit status is CMD's own (128+N if a signal N killed
+it); when delivery is not complete it is 75 whatever CMD returned (CMD's
+status is then in the summary), because losing rows is the louder problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hal_logging import schema
+from hal_logging.pipeline.config import DEFAULT_PRICE_PER_GB, ForwardConfig
+
+PROG = "hal-logging-forward"
+EXIT_OK = 0
+EXIT_INPUT = 1
+EXIT_USAGE = 2
+EXIT_UNDELIVERED = 75
+
+INPUT_FORMATS = ("auto", "docker-json", "docker-timestamps", "raw")
+LEVEL_CHOICES = schema.LEVELS
+
+EPILOG = """\
+where rows go:
+  Azure Monitor when an endpoint and a rule id are set (--endpoint/--rule-id or
+  AZURE_MONITOR_DATA_COLLECTION_ENDPOINT/AZURE_MONITOR_DATA_COLLECTION_RULE_ID),
+  otherwise the local workspace (--db, HAL_LOGGING_DB, default ./hal-logs.db),
+  readable with `hal-logging query`. --sink jsonl writes JSON lines instead.
+
+context (trusted: the container cannot override it):
+  flags, then the environment (HAL_RUN_ID, HAL_TASK_ID, HAL_BENCHMARK,
+  HAL_AGENT_NAME, HAL_VM_NAME, HAL_EXECUTION_MODE, EXECUTED_BY, HAL_LOG_TYPE),
+  then in wrap mode the command's own `-e NAME=VALUE` / `--env NAME=VALUE`.
+
+exit status:
+  0   every record read was delivered (wrap mode: CMD's own status)
+  75  some records were not delivered; stderr says how many and where they are
+      kept; rerun the same command to resume from the checkpoint
+  2   usage error;  1  an input file could not be read
+
+examples:
+  hal-logging-forward --run-id R1 --task-id T7 -- docker run --rm -e HAL_RUN_ID=R1 IMAGE
+  hal-logging-forward --follow --until-pid 4242 docker_output.log
+  hal-logging-forward --dry-run --tasks-per-month 5000 old_run/*.log
+"""
+
+
+class UsageError(Exception):
+    """Bad flags or arguments; the message says what to write instead."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's default exits with status 2 too
+        raise UsageError(message)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return v
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return v
+
+
+def _bytes_size(text: str) -> int:
+    t = text.strip().upper()
+    mult = 1
+    for suffix, m in (
+        ("KB", 1000),
+        ("MB", 10**6),
+        ("GB", 10**9),
+        ("K", 1024),
+        ("M", 1024**2),
+        ("G", 1024**3),
+    ):
+        if t.endswith(suffix):
+            t, mult = t[: -len(suffix)], m
+            break
+    try:
+        v = int(float(t) * mult)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500000, 1MB, 64K)") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        usage=(
+            f"{PROG} [OPTIONS] FILE...\n       {PROG} --follow [OPTIONS] FILE\n"
+            f"       {PROG} [OPTIONS] -- CMD [ARG...]"
+        ),
+        description="Ship a container's output to Azure Monitor (or the local workspace): "
+        "every line, attributed to its run and task, redacted, nothing lost or sent twice.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="*", metavar="FILE", help="log files to ship (none in wrap mode)")
+
+    g = p.add_argument_group("mode")
+    g.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="tail FILE while it grows (survives truncation and rotation)",
+    )
+    g.add_argument(
+        "--until-pid",
+        type=int,
+        metavar="PID",
+        help="with --follow: stop once process PID has exited",
+    )
+    g.add_argument(
+        "--idle-exit",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="with --follow: stop after SECONDS without new bytes",
+    )
+    g.add_argument(
+        "--raw-log",
+        metavar="PATH",
+        help="wrap mode: also append CMD's raw output (both streams) to PATH",
+    )
+
+    g = p.add_argument_group("context (trusted; falls back to the environment)")
+    for col in schema.CONTEXT_COLUMNS:
+        assert col.flag is not None
+        g.add_argument(
+            col.flag,
+            dest=f"ctx_{col.name}",
+            metavar="VALUE",
+            help=f"{col.name} column (env {col.env})",
+        )
+
+    g = p.add_argument_group("input")
+    g.add_argument(
+        "--input-format",
+        "--format",
+        dest="input_format",
+        choices=INPUT_FORMATS,
+        default="auto",
+        help="how lines are framed on disk (default: auto-detect per line)",
+    )
+    g.add_argument(
+        "--input-stream",
+        choices=schema.STREAMS,
+        default="unknown",
+        help="stream of a file input's lines when the file does not say (default: unknown)",
+    )
+    g.add_argument(
+        "--multiline-timeout",
+        type=_positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="close an open traceback group after SECONDS without a continuation (default 1)",
+    )
+
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "--sink",
+        choices=("auto", "sqlite", "jsonl", "azure", "otlp"),
+        default="auto",
+        help="where rows go (default auto: Azure if configured, else the local workspace)",
+    )
+    g.add_argument(
+        "--db",
+        metavar="PATH",
+        help="local workspace file (env HAL_LOGGING_DB, default ./hal-logs.db)",
+    )
+    g.add_argument(
+        "--output",
+        "-o",
+        default="-",
+        metavar="PATH",
+        help="--sink jsonl target, '-' for stdout (default)",
+    )
+    g.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="data collection endpoint (env AZURE_MONITOR_DATA_COLLECTION_ENDPOINT)",
+    )
+    g.add_argument(
+        "--rule-id",
+        metavar="ID",
+        help="DCR immutable id, dcr-... (env AZURE_MONITOR_DATA_COLLECTION_RULE_ID)",
+    )
+    g.add_argument(
+        "--stream",
+        metavar="NAME",
+        help=f"DCR stream (env AZURE_MONITOR_STREAM_NAME, default {schema.STREAM_NAME})",
+    )
+    g.add_argument(
+        "--credential",
+        choices=("auto", "managed-identity", "service-principal", "default"),
+        default="auto",
+        help="Azure credential (default auto: service principal env vars if set, else managed identity)",
+    )
+    g.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="concurrent Azure requests (default 4)",
+    )
+    g.add_argument(
+        "--dead-letter",
+        metavar="PATH",
+        help="JSON lines file for rows the service refuses (default beside the checkpoint)",
+    )
+    g.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="--sink otlp collector URL (env OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+
+    g = p.add_argument_group("delivery")
+    g.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="checkpoint file (default FILE.hal-checkpoint beside each input)",
+    )
+    g.add_argument("--no-checkpoint", action="store_true", help="do not read or write checkpoints")
+    g.add_argument(
+        "--batch-rows",
+        type=_positive_int,
+        default=5000,
+        metavar="N",
+        help="rows per batch (default 5000)",
+    )
+    g.add_argument(
+        "--batch-bytes",
+        type=_bytes_size,
+        default=1_000_000,
+        metavar="BYTES",
+        help="bytes per batch (default 1MB)",
+    )
+    g.add_argument(
+        "--flush-interval",
+        type=_positive_float,
+        default=1.0,
+        metavar="SECONDS",
+        help="send a partial batch after SECONDS (default 1)",
+    )
+    g.add_argument(
+        "--drain-timeout",
+        type=_positive_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="bound on the final flush at the end or on SIGTERM (default 60)",
+    )
+
+    g = p.add_argument_group("reporting")
+    g.add_argument(
+        "--summary-json",
+        metavar="PATH",
+        help="write the run summary as JSON to PATH ('-' for stdout)",
+    )
+    pg = g.add_mutually_exclusive_group()
+    pg.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar (files mode)",
+    )
+    pg.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show a progress bar"
+    )
+    g.add_argument(
+        "--quiet", "-q", action="store_true", help="no summary on stderr (errors still shown)"
+    )
+
+    g = p.add_argument_group("redaction (on by default)")
+    g.add_argument(
+        "--no-redact", dest="redact", action="store_false", help="turn secret redaction off"
+    )
+    g.add_argument(
+        "--redact-env",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="redact the value of environment variable NAME (repeatable; env HAL_LOGGING_REDACT_ENV=A,B)",
+    )
+    g.add_argument(
+        "--no-redact-secret-names",
+        dest="redact_secret_env_names",
+        action="store_false",
+        help="do not redact values of variables named like *KEY*, *TOKEN*, *SECRET*, *PASSWORD*",
+    )
+
+    g = p.add_argument_group("cost control")
+    g.add_argument(
+        "--min-level",
+        type=str.upper,
+        choices=LEVEL_CHOICES,
+        metavar="LEVEL",
+        help="drop rows below LEVEL",
+    )
+    g.add_argument(
+        "--logger-level",
+        dest="logger_levels",
+        action="append",
+        default=[],
+        metavar="NAME=LEVEL",
+        help="minimum level for logger NAME and its children (repeatable)",
+    )
+    g.add_argument(
+        "--drop-message",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="drop rows whose Message matches",
+    )
+    g.add_argument(
+        "--drop-logger",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="drop rows whose LoggerName matches",
+    )
+    g.add_argument(
+        "--sample",
+        action="append",
+        default=[],
+        metavar="LOGGER=RATIO",
+        help="keep RATIO (0..1) of LOGGER's rows below WARNING, deterministically (repeatable)",
+    )
+    g.add_argument(
+        "--no-fold-repeats",
+        dest="fold_repeats",
+        action="store_false",
+        help="ship identical repeated lines as they are",
+    )
+    g.add_argument(
+        "--task-byte-budget",
+        type=_bytes_size,
+        metavar="BYTES",
+        help="after BYTES per task, only WARNING and above",
+    )
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="send and write nothing; print volume and estimated cost",
+    )
+    g.add_argument(
+        "--price-per-gb",
+        type=_positive_float,
+        default=DEFAULT_PRICE_PER_GB,
+        metavar="USD",
+        help=f"price used by --dry-run (default {DEFAULT_PRICE_PER_GB}, Analytics list price)",
+    )
+    g.add_argument(
+        "--tasks-per-month",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="tasks per month for --dry-run (default 1000)",
+    )
+    return p
+
+
+def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    args = list(argv)
+    if "--" in args:
+        i = args.index("--")
+        return args[:i], args[i + 1 :]
+    return args, []
+
+
+def parse_command_env(command: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """``-e NAME=VALUE`` / ``--env NAME=VALUE`` / ``--env=NAME=VALUE`` pairs in CMD (docker style).
+
+    ``-e NAME`` alone passes the variable through from the environment (as
+    docker does), so its value is taken from ``environ`` when set.
+    """
+    out: dict[str, str] = {}
+    i = 0
+    args = list(command)
+    while i < len(args):
+        a = args[i]
+        spec: str | None = None
+        if a in ("-e", "--env") and i + 1 < len(args):
+            spec = args[i + 1]
+            i += 1
+        elif a.startswith("--env="):
+            spec = a[len("--env=") :]
+        elif a.startswith("-e") and len(a) > 2 and not a.startswith("--"):
+            spec = a[2:]
+        i += 1
+        if not spec:
+            continue
+        name, eq, value = spec.partition("=")
+        if not name or not name.replace("_", "a").isalnum():
+            continue
+        if eq:
+            out[name] = value
+        elif name in environ:
+            out[name] = environ[name]
+    return out
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        name, eq, val = v.partition("=")
+        if not eq or not name or not val:
+            raise UsageError(f"{what} expects NAME=VALUE, got {v!r}")
+        out[name.strip()] = val.strip()
+    return out
+
+
+def config_from_args(
+    argv: Sequence[str], environ: Mapping[str, str] | None = None
+) -> ForwardConfig:
+    """Parse the command line (and environment fallbacks) into a ForwardConfig."""
+    env = os.environ if environ is None else environ
+    opts, command = _split_command(argv)
+    ns = build_parser().parse_args(opts)
+    if command and ns.files:
+        raise UsageError("give FILEs or a command after '--', not both")
+    if "--" in argv and not command:
+        raise UsageError("nothing after '--': give the command to run, e.g. -- docker run IMAGE")
+    if not command and not ns.files:
+        raise UsageError("nothing to forward: give FILE..., --follow FILE, or -- CMD [ARG...]")
+    if ns.follow and command:
+        raise UsageError("--follow reads a file; wrap mode (-- CMD) already forwards live")
+    if ns.follow and len(ns.files) != 1:
+        raise UsageError("--follow takes exactly one FILE (run one forwarder per file)")
+    if (ns.until_pid is not None or ns.idle_exit is not None) and not ns.follow:
+        raise UsageError("--until-pid and --idle-exit only apply with --follow")
+    if ns.raw_log and not command:
+        raise UsageError("--raw-log only applies in wrap mode (-- CMD)")
+
+    sample: dict[str, float] = {}
+    for k, v in _pairs(ns.sample, "--sample").items():
+        try:
+            ratio = float(v)
+        except ValueError:
+            raise UsageError(
+                f"--sample {k}={v}: the ratio must be a number between 0 and 1"
+            ) from None
+        if not 0.0 <= ratio <= 1.0:
+            raise UsageError(f"--sample {k}={v}: the ratio must be between 0 and 1")
+        sample[k] = ratio
+    logger_levels = {k: v.upper() for k, v in _pairs(ns.logger_levels, "--logger-level").items()}
+    for k, v in logger_levels.items():
+        if v not in schema.LEVELS:
+            raise UsageError(
+                f"--logger-level {k}={v}: LEVEL must be one of {', '.join(schema.LEVELS)}"
+            )
+
+    context: dict[str, str | None] = {}
+    for col in schema.CONTEXT_COLUMNS:
+        value = getattr(ns, f"ctx_{col.name}")
+        if value is not None:
+            context[col.name] = value
+
+    cfg = ForwardConfig(
+        files=list(ns.files),
+        follow=ns.follow,
+        command=command,
+        context=context,
+        input_format=ns.input_format,
+        input_stream=ns.input_stream,
+        multiline_timeout=ns.multiline_timeout,
+        until_pid=ns.until_pid,
+        idle_exit=ns.idle_exit,
+        raw_log=ns.raw_log,
+        command_env=parse_command_env(command, env) if command else {},
+        sink=ns.sink,
+        db=ns.db or env.get("HAL_LOGGING_DB") or None,
+        output=ns.output,
+        endpoint=ns.endpoint or env.get("AZURE_MONITOR_DATA_COLLECTION_ENDPOINT") or None,
+        rule_id=ns.rule_id or env.get("AZURE_MONITOR_DATA_COLLECTION_RULE_ID") or None,
+        stream=ns.stream or env.get("AZURE_MONITOR_STREAM_NAME") or schema.STREAM_NAME,
+        credential=ns.credential,
+        max_in_flight=ns.max_in_flight,
+        dead_letter=ns.dead_letter,
+        otlp_endpoint=ns.otlp_endpoint or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
+        checkpoint=ns.checkpoint,
+        no_checkpoint=ns.no_checkpoint,
+        batch_rows=ns.batch_rows,
+        batch_bytes=ns.batch_bytes,
+        flush_interval=ns.flush_interval,
+        drain_timeout=ns.drain_timeout,
+        summary_json=ns.summary_json,
+        progress=ns.progress,
+        quiet=ns.quiet,
+        redact=ns.redact,
+        redact_env=list(ns.redact_env),
+        redact_secret_env_names=ns.redact_secret_env_names,
+        min_level=ns.min_level,
+        logger_levels=logger_levels,
+        drop_message=list(ns.drop_message),
+        drop_logger=list(ns.drop_logger),
+        sample=sample,
+        fold_repeats=ns.fold_repeats,
+        task_byte_budget=ns.task_byte_budget,
+        dry_run=ns.dry_run,
+        price_per_gb=ns.price_per_gb,
+        tasks_per_month=ns.tasks_per_month,
+    )
+    return cfg
+
+
+def _eprint(msg: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(msg, file=sys.stderr, flush=True)
+
+
+class _Spool:
+    """Wrap mode's undelivered rows, kept as wire lines for a later ``hal-logging-forward FILE``.
+
+    A pipe cannot be re-read, so rows that could not be delivered are written
+    here (one ``{"_hal":1,...}`` line per row, the format the forwarder reads
+    back with every column intact).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fh: Any = None
+        self.rows = 0
+
+    def write(self, records: Sequence[Any]) -> None:
+        from hal_logging import _json
+
+        if self._fh is None:
+            self._fh = open(self.path, "ab")
+        prefix = schema.WIRE_PREFIX
+        for r in records:
+            body = _json.dumps(r.row)
+            self._fh.write(prefix + body[1:] + b"\n" if len(body) > 2 else prefix[:-1] + b"}\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.rows += len(records)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
+def _open_stores(config: ForwardConfig) -> tuple[dict[str, Any], list[Any]]:
+    """Checkpoint store per input path (one shared store with --checkpoint)."""
+    from hal_logging.pipeline.checkpoint import CheckpointStore, default_checkpoint_path
+
+    by_input: dict[str, Any] = {}
+    opened: dict[str, Any] = {}
+    if config.no_checkpoint or config.command:
+        return by_input, []
+    for path in config.files:
+        cpath = config.checkpoint or default_checkpoint_path(path)
+        cpath = os.path.abspath(cpath)
+        if cpath not in opened:
+            opened[cpath] = CheckpointStore(cpath).open(lock=not config.dry_run)
+        by_input[path] = opened[cpath]
+    return by_input, list(opened.values())
+
+
+def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None) -> int:
+    """Run the forwarder for a parsed config; returns the exit status."""
+    from hal_logging.pipeline.checkpoint import CheckpointError
+    from hal_logging.pipeline.filters import build_filters
+    from hal_logging.pipeline.model import DeliveryError
+    from hal_logging.pipeline.runner import Runner, trusted_context
+    from hal_logging.pipeline.sinks import SinkConfigError, make_sink, resolve_sink_name
+    from hal_logging.pipeline.sinks.sqlite import default_db_path
+    from hal_logging.pipeline.sources.command import CommandError, CommandSource
+    from hal_logging.pipeline.sources.file import FileSource
+    from hal_logging.pipeline.sources.tail import TailSource
+    from hal_logging.pipeline.summary import RunStats
+
+    quiet = config.quiet
+    trusted = trusted_context(config, environ)
+    try:
+        sink_name = resolve_sink_name(config)
+    except SinkConfigError as exc:
+        _eprint(f"{PROG}: {exc}")
+        return EXIT_USAGE
+    try:
+        filters = build_filters(config, trusted)
+    except ValueError as exc:
+        _eprint(f"{PROG}: {exc}")
+        return EXIT_USAGE
+    for f in filters:
+        for note in getattr(f, "notes", ()):
+            if not quiet:
+                _eprint(f"{PROG}: {note}")
+
+    if not config.command and not config.follow:
+        missing = [p for p in config.files if not os.path.isfile(p)]
+        if missing:
+            _eprint(
+                f"{PROG}: no such file: {', '.join(missing)} (nothing was shipped; for a file "
+                "that does not exist yet use --follow)"
+            )
+            return EXIT_INPUT
+
+    if sink_name == "sqlite" and config.sink == "auto" and not quiet:
+        db = config.db or default_db_path()
+        _eprint(
+            f"{PROG}: no Azure endpoint and rule id set: writing to the local workspace {db} "
+            f"(read it with: hal-logging query --db {db})"
+        )
+
+    try:
+        stores_by_input, stores = _open_stores(config)
+    except CheckpointError as exc:
+        _eprint(f"{PROG}: {exc}")
+        return EXIT_INPUT
+    for st in stores:
+        if st.warning and not quiet:
+            _eprint(f"{PROG}: {st.warning}")
+
+    stop = threading.Event()
+    abort = threading.Event()
+    stats = RunStats()
+
+    def notify(msg: str) -> None:
+        if not quiet:
+            _eprint(f"{PROG}: {msg}")
+
+    source: Any
+    if config.command:
+        source = CommandSource(config.command, config.raw_log)
+    elif config.follow:
+        path = config.files[0]
+        source = TailSource(
+            path,
+            stores_by_input.get(path),
+            stop,
+            stream=config.input_stream,
+            until_pid=config.until_pid,
+            idle_exit=config.idle_exit,
+            notify=notify,
+        )
+    else:
+        source = FileSource(
+            config.files, stores_by_input.get, stop, stream=config.input_stream, notify=notify
+        )
+
+    try:
+        sink = make_sink(config)
+    except SinkConfigError as exc:
+        _eprint(f"{PROG}: {exc}")
+        return EXIT_USAGE
+    except DeliveryError as exc:
+        _eprint(f"{PROG}: {exc}\n{PROG}: nothing was shipped; fix the above and rerun")
+        for st in stores:
+            st.close()
+        return EXIT_UNDELIVERED
+
+    signals_seen: list[int] = []
+    runner_box: list[Any] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals_seen.append(signum)
+        if isinstance(source, CommandSource):
+            source.forward_signal(signum)
+            if source.returncode is not None or len(signals_seen) > 2:
+                abort.set()
+                sink.deadline = 0.0
+            return
+        if stats.interrupted is None:
+            stats.interrupted = signal.Signals(signum).name
+        if stop.is_set():  # second signal: stop waiting for the drain
+            abort.set()
+            sink.deadline = 0.0
+        stop.set()
+
+    old_handlers = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread
+            old_handlers[sig] = signal.signal(sig, on_signal)
+
+    progress_bar: Any = None
+    show_progress = config.progress
+    if show_progress is None:
+        show_progress = (not quiet) and isinstance(source, FileSource) and sys.stderr.isatty()
+    if show_progress and isinstance(source, FileSource):
+        try:
+            from tqdm import tqdm
+
+            progress_bar = tqdm(
+                total=source.total_bytes,
+                unit="B",
+                unit_scale=True,
+                file=sys.stderr,
+                desc="shipping",
+                leave=False,
+            )
+        except ImportError:
+            progress_bar = None
+
+    spool: _Spool | None = None
+    if isinstance(source, CommandSource):
+        base = os.path.dirname(os.path.abspath(config.raw_log)) if config.raw_log else os.getcwd()
+        spool = _Spool(
+            os.path.join(base, f"hal-forward-undelivered-{source.invocation[:12]}.jsonl")
+        )
+
+    runner = Runner(
+        config,
+        source,
+        sink,
+        trusted=trusted,
+        filters=filters,
+        stats=stats,
+        progress=progress_bar.update if progress_bar is not None else None,
+        abort=abort,
+    )
+    runner_box.append(runner)
+    if spool is not None:
+        runner.on_undelivered = spool.write
+    try:
+        try:
+            runner.run()
+        except CommandError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return EXIT_USAGE
+    finally:
+        for sig, h in old_handlers.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, h)
+        if progress_bar is not None:
+            progress_bar.close()
+        with contextlib.suppress(Exception):
+            sink.close()
+        source.close()
+        for st in stores:
+            st.close()
+        if spool is not None:
+            spool.close()
+
+    # -- outcome -----------------------------------------------------------------
+    status = EXIT_OK
+    incomplete = stats.undelivered > 0 or stats.dead_lettered > 0 or runner.failure is not None
+    if isinstance(source, FileSource):
+        if stats.interrupted and not source.finished:
+            incomplete = True
+            stats.notes.append(f"interrupted by {stats.interrupted}: reading stopped early")
+        unreadable = [p for p, n in source.remaining.items() if n == -1]
+        if unreadable and not incomplete:
+            status = EXIT_INPUT
+    if incomplete and not config.dry_run:
+        if isinstance(source, CommandSource):
+            if spool is not None and spool.rows:
+                stats.where_kept.append(
+                    f"{spool.path} ({spool.rows} rows as wire lines): ship it later with "
+                    f"`{PROG} {spool.path}` and the same context flags"
+                )
+            if config.raw_log:
+                stats.where_kept.append(f"{config.raw_log} (the command's raw output)")
+        else:
+            for path, store in stores_by_input.items():
+                stats.where_kept.append(
+                    f"{path} from its checkpoint {store.path}: rerun the same command to resume"
+                )
+            if not stores_by_input:
+                stats.where_kept.append("the input files (no checkpoint: a rerun sends them again)")
+        status = EXIT_UNDELIVERED
+    elif isinstance(source, CommandSource):
+        status = source.exit_status
+    stats.exit_status = status
+
+    if not quiet:
+        _eprint(stats.render())
+        if incomplete and not config.dry_run:
+            n = stats.undelivered + stats.dead_lettered
+            what = f"{n} record(s) not delivered" if n else "the input was not read to its end"
+            _eprint(f"{PROG}: {what}; kept in " + ("; ".join(stats.where_kept) or "the input"))
+        if config.dry_run:
+            _eprint(stats.render_dry_run(config.price_per_gb, config.tasks_per_month))
+    if config.summary_json:
+        from hal_logging import _json
+
+        data = stats.to_json(
+            price_per_gb=config.price_per_gb if config.dry_run else None,
+            tasks_per_month=config.tasks_per_month if config.dry_run else None,
+        )
+        payload = _json.dumps(data) + b"\n"
+        try:
+            if config.summary_json == "-":
+                sys.stdout.buffer.write(payload)
+                sys.stdout.flush()
+            else:
+                tmp = config.summary_json + ".tmp"
+                with open(tmp, "wb") as fh:
+                    fh.write(payload)
+                os.replace(tmp, config.summary_json)
+        except OSError as exc:
+            _eprint(f"{PROG}: cannot write --summary-json {config.summary_json}: {exc.strerror}")
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = config_from_args(args)
+    except UsageError as exc:
+        _eprint(f"{PROG}: {exc}\nTry '{PROG} --help' for the options.")
+        return EXIT_USAGE
+    try:
+        return run_forward(config)
+    except KeyboardInterrupt:  # pragma: no cover - the handlers catch SIGINT first
+        _eprint(f"{PROG}: interrupted")
+        return 130
+    except OSError as exc:
+        _eprint(
+            f"{PROG}: {exc.filename or 'I/O error'}: {exc.strerror or exc}; nothing after the "
+            "last checkpoint was lost, rerun to resume"
+        )
+        return EXIT_UNDELIVERED
+    except Exception as exc:  # a bug, not bad input: say so briefly, keep the detail available
+        import traceback
+
+        _eprint(
+            f"{PROG}: internal error: {type(exc).__name__}: {exc} (rerun resumes from the last "
+            "checkpoint; set HAL_LOGGING_DEBUG=1 for the traceback and please report it)"
+        )
+        if os.environ.get("HAL_LOGGING_DEBUG"):
+            traceback.print_exc()
+        return EXIT_INPUT
+
+
+__all__ = [
+    "EXIT_UNDELIVERED",
+    "UsageError",
+    "build_parser",
+    "config_from_args",
+    "main",
+    "parse_command_env",
+    "run_forward",
+]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Times: anything a log line may carry -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC).
+
+The table wants one shape (CONTRACT §1), so every time is normalised here:
+ISO 8601 with ``T`` or a space, ``,`` or ``.`` before a fraction of any length
+(docker's 9 digits are cut to 6), ``Z``/offset/none (none = UTC: containers run
+in UTC unless told otherwise), and epoch numbers in s, ms, µs or ns (told apart
+by magnitude). What cannot be understood returns ``None`` and the caller falls
+back to the time the line was read.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1)
+
+#: An ISO-like date-time at the start of a string (search with .match).
+ISO_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?"
+    r"(?:\s?(Z|z|UTC|GMT|[+-]\d{2}(?::?\d{2})?))?"
+)
+
+
+def format_epoch(ts: float) -> str:
+    """An epoch time in seconds as the canonical string."""
+    try:
+        dt = _EPOCH + timedelta(microseconds=round(ts * 1_000_000))
+    except (OverflowError, ValueError):
+        dt = _EPOCH
+    return dt.isoformat(timespec="microseconds") + "Z"
+
+
+def canonical(value: str) -> bool:
+    """True when ``value`` already has the canonical shape (the wire fast path)."""
+    if len(value) != 27 or value[26] != "Z" or value[10] != "T" or value[19] != ".":
+        return False
+    try:
+        datetime.fromisoformat(value[:26])
+    except ValueError:
+        return False
+    return True
+
+
+def from_match(m: re.Match[str]) -> str | None:
+    """The canonical string for a match of :data:`ISO_RE`, or None if out of range."""
+    year, month, day, hour, minute, second, frac, tz = m.groups()
+    try:
+        dt = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:
+        return None
+    micro = int((frac or "0")[:6].ljust(6, "0"))
+    dt = dt.replace(microsecond=micro)
+    if tz and tz not in ("Z", "z", "UTC", "GMT"):
+        sign = -1 if tz[0] == "-" else 1
+        digits = tz[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        try:
+            dt = dt - sign * offset
+        except OverflowError:
+            return None
+    return dt.isoformat(timespec="microseconds") + "Z"
+
+
+def parse_time(value: object) -> str | None:
+    """Normalise a time value of unknown shape; None when it is not a time."""
+    if isinstance(value, str):
+        if canonical(value):
+            return value
+        m = ISO_RE.match(value.strip())
+        return from_match(m) if m else _number(value)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return _epoch(float(value))
+    return None
+
+
+def _number(value: str) -> str | None:
+    try:
+        return _epoch(float(value))
+    except ValueError:
+        return None
+
+
+def _epoch(x: float) -> str | None:
+    if x != x or x in (float("inf"), float("-inf")) or x < 0:
+        return None
+    # Tell units apart by magnitude: seconds until year ~5138, then ms, µs, ns.
+    for scale in (1.0, 1e3, 1e6, 1e9):
+        if x / scale < 1e11:
+            return format_epoch(x / scale)
+    return None

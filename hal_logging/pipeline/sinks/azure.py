@@ -1,0 +1,122 @@
+"""The forwarder's Azure Monitor sink: a thin adapter over :class:`~hal_logging.azure.uploader.Uploader`.
+
+All the delivery rules (exact 1 MiB gzip requests, retries, bisecting refused
+batches, the dead-letter file, fatal 401/403/404) live in the uploader, which
+the VM side's logging handler shares. This class maps the forwarder's config
+onto it and reports in the pipeline's terms: ``write`` returns only once every
+row is delivered (204) or kept in the dead-letter file, and raises
+DeliveryError otherwise, so the runner never moves a checkpoint past a row
+that is neither.
+
+The retry window follows the runner: unbounded while reading (an outage is
+waited out with backoff), bounded by ``self.deadline`` once the final drain
+starts — the uploader re-reads it between attempts.
+
+``HAL_LOGGING_AZURE_BACKOFF=BASE[,MAX]`` (seconds, default ``0.5,30``) tunes the
+retry backoff without a flag; tests against the local stand-in shorten it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from hal_logging.azure.credentials import CREDENTIAL_KINDS
+from hal_logging.azure.uploader import Uploader, UploadSettings
+from hal_logging.pipeline.config import ForwardConfig
+from hal_logging.pipeline.model import DeliveryError, Record, Sink, WriteResult
+
+BACKOFF_ENV = "HAL_LOGGING_AZURE_BACKOFF"
+DEAD_LETTER_SUFFIX = ".hal-deadletter.jsonl"
+DEFAULT_DEAD_LETTER = "hal-logging" + DEAD_LETTER_SUFFIX
+
+
+def default_dead_letter(config: ForwardConfig) -> str:
+    """Beside the first input file (like its checkpoint), else in the working directory."""
+    if config.files:
+        from hal_logging.pipeline.checkpoint import CHECKPOINT_SUFFIX, default_checkpoint_path
+
+        checkpoint = config.checkpoint or default_checkpoint_path(config.files[0])
+        base = (
+            checkpoint[: -len(CHECKPOINT_SUFFIX)]
+            if checkpoint.endswith(CHECKPOINT_SUFFIX)
+            else checkpoint
+        )
+        return base + DEAD_LETTER_SUFFIX
+    return str(Path(DEFAULT_DEAD_LETTER).absolute())
+
+
+class AzureSink(Sink):
+    name = "azure"
+
+    def __init__(self, uploader: Uploader, *, max_in_flight: int = 4) -> None:
+        self.uploader = uploader
+        self.max_in_flight = max(1, max_in_flight)
+        self.dead_letter_path = str(uploader.dead_letter) if uploader.dead_letter else None
+
+    @classmethod
+    def from_config(cls, config: ForwardConfig) -> AzureSink:
+        if not config.endpoint or not config.rule_id:
+            raise DeliveryError(
+                "Azure output needs --endpoint and --rule-id (AZURE_MONITOR_DATA_COLLECTION_ENDPOINT, "
+                "AZURE_MONITOR_DATA_COLLECTION_RULE_ID)",
+                fatal=True,
+            )
+        endpoint = config.endpoint.strip()
+        if not endpoint.lower().startswith("https://"):
+            raise DeliveryError(
+                f"--endpoint must be the data collection endpoint's https:// URL (got {endpoint!r}); "
+                "the SDK refuses to send a bearer token over plain http",
+                fatal=True,
+            )
+        rule_id = config.rule_id.strip()
+        if not rule_id.startswith("dcr-"):
+            raise DeliveryError(
+                f"--rule-id must be the DCR's immutable id, which starts with 'dcr-' (got {rule_id!r}); "
+                "find it in the portal (DCR > JSON view > immutableId) or with "
+                "`az monitor data-collection rule show --query immutableId`",
+                fatal=True,
+            )
+        if config.credential not in CREDENTIAL_KINDS:
+            raise DeliveryError(
+                f"unknown --credential {config.credential!r}: choose one of {', '.join(CREDENTIAL_KINDS)}",
+                fatal=True,
+            )
+        settings = UploadSettings(max_in_flight=max(1, config.max_in_flight))
+        backoff = os.environ.get(BACKOFF_ENV, "").strip()
+        if backoff:
+            try:
+                parts = [float(p) for p in backoff.split(",")]
+                settings.backoff_base = parts[0]
+                if len(parts) > 1:
+                    settings.backoff_max = parts[1]
+            except ValueError:
+                raise DeliveryError(
+                    f"{BACKOFF_ENV} must be BASE[,MAX] in seconds, e.g. 0.5,30 (got {backoff!r})",
+                    fatal=True,
+                ) from None
+        uploader = Uploader(
+            endpoint,
+            rule_id,
+            config.stream,
+            credential=config.credential,
+            dead_letter=os.path.abspath(config.dead_letter or default_dead_letter(config)),
+            settings=settings,
+        )
+        return cls(uploader, max_in_flight=settings.max_in_flight)
+
+    def write(self, records: Sequence[Record]) -> WriteResult:
+        result = self.uploader.send([r.row for r in records], deadline=lambda: self.deadline)
+        notes = list(result.notes)
+        if result.dead_lettered:
+            notes.append(
+                f"rows refused by Azure Monitor are kept in {self.dead_letter_path}; "
+                f"send them again with: hal-logging-forward {self.dead_letter_path}"
+            )
+        return WriteResult(
+            delivered=result.delivered, dead_lettered=result.dead_lettered, notes=notes
+        )
+
+    def close(self) -> None:
+        self.uploader.close()

@@ -1,0 +1,282 @@
+"""What a forwarder run did, in numbers: the closing summary and the dry-run report.
+
+The orchestrator reads ``--summary-json`` (machine) and people read stderr
+(human). Both come from one :class:`RunStats`. Billed bytes are estimated the
+way Log Analytics bills (FACTS §1): the stored text of each column, which is
+the UTF-8 length of every string column plus Properties as JSON text. A dry
+run computes the same figure over the same rows a real run ships, so its
+estimate matches what is then stored.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from hal_logging import _json, schema
+from hal_logging.pipeline.model import Record, Row
+
+_GB = 1_000_000_000
+_STRING_COLS = tuple(c for c in schema.COLUMN_NAMES if c != "Properties")
+
+
+def _utf8_len(s: str) -> int:
+    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
+
+
+def billed_bytes(row: Row, properties_json: bytes | str) -> int:
+    """Estimated billed size of a row: its column text (FACTS §1)."""
+    n = len(properties_json) if isinstance(properties_json, bytes) else _utf8_len(properties_json)
+    for c in _STRING_COLS:
+        v = row.get(c)
+        if isinstance(v, str):
+            n += _utf8_len(v)
+        elif v is not None:
+            n += _utf8_len(str(v))
+    return n
+
+
+_get_strings = operator.itemgetter(*_STRING_COLS)
+_LEVEL_I = _STRING_COLS.index("Level")
+_LOGGER_I = _STRING_COLS.index("LoggerName")
+_TASK_I = _STRING_COLS.index("TaskID")
+
+
+@dataclass
+class RunStats:
+    """Counters for one run; updated by the runner thread only."""
+
+    started: float = field(default_factory=time.monotonic)
+    mode: str = "files"
+    sink: str = ""
+    bytes_read: int = 0
+    lines: int = 0
+    rows: Counter[str] = field(default_factory=Counter)  # rows handed to the sink, by level
+    billed: Counter[str] = field(default_factory=Counter)  # billed bytes by level
+    rows_by_logger: Counter[str] = field(default_factory=Counter)
+    billed_by_logger: Counter[str] = field(default_factory=Counter)
+    tasks: set[str] = field(default_factory=set)
+    delivered: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    undelivered: int = 0
+    filters: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    where_kept: list[str] = field(default_factory=list)
+    command_status: int | None = None
+    command_seconds: float | None = None
+    exit_status: int = 0
+    interrupted: str | None = None
+    elapsed: float = 0.0
+
+    def count_row(self, row: Row, size: int) -> None:
+        level = row.get("Level") or "INFO"
+        logger = row.get("LoggerName") or ""
+        self.rows[level] += 1
+        self.billed[level] += size
+        self.rows_by_logger[logger] += 1
+        self.billed_by_logger[logger] += size
+        task = row.get("TaskID")
+        if task:
+            self.tasks.add(task)
+
+    def add_records(self, records: list[Record]) -> None:
+        """Size (``Record.size`` = billed bytes) and count records handed to the sink.
+
+        The hot path of the forwarder: one join and one ``isascii`` per row
+        instead of a length per column; rows with odd values take the slow path.
+        """
+        dumps = _json.dumps
+        rows, billed = self.rows, self.billed
+        by_logger, billed_logger, tasks = self.rows_by_logger, self.billed_by_logger, self.tasks
+        for r in records:
+            row = r.row
+            try:
+                vals = _get_strings(row)
+                text = "".join(vals)
+                size = (
+                    len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+                ) + len(dumps(row["Properties"]))
+                level, logger, task = vals[_LEVEL_I], vals[_LOGGER_I], vals[_TASK_I]
+            except (KeyError, TypeError):
+                size = billed_bytes(row, dumps(row.get("Properties") or {}))
+                level = str(row.get("Level") or "INFO")
+                logger = str(row.get("LoggerName") or "")
+                task = str(row.get("TaskID") or "")
+            r.size = size
+            rows[level] += 1
+            billed[level] += size
+            by_logger[logger] += 1
+            billed_logger[logger] += size
+            if task:
+                tasks.add(task)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def total_billed(self) -> int:
+        return sum(self.billed.values())
+
+    def finish(self) -> None:
+        self.elapsed = time.monotonic() - self.started
+
+    def to_json(
+        self, *, price_per_gb: float | None = None, tasks_per_month: int | None = None
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mode": self.mode,
+            "sink": self.sink,
+            "exit_status": self.exit_status,
+            "rows": self.total_rows,
+            "rows_by_level": {lv: self.rows.get(lv, 0) for lv in schema.LEVELS},
+            "lines_read": self.lines,
+            "bytes_read": self.bytes_read,
+            "delivered": self.delivered,
+            "duplicates": self.duplicates,
+            "dead_lettered": self.dead_lettered,
+            "undelivered": self.undelivered,
+            "where_kept": self.where_kept,
+            "estimated_billed_bytes": self.total_billed,
+            "estimated_billed_gb": self.total_billed / _GB,
+            "filters": self.filters,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "notes": self.notes,
+        }
+        if self.command_status is not None:
+            out["command_exit_status"] = self.command_status
+            out["command_seconds"] = round(self.command_seconds or 0.0, 3)
+        if self.interrupted:
+            out["interrupted"] = self.interrupted
+        if price_per_gb is not None and tasks_per_month is not None:
+            out["cost"] = self.cost_report(price_per_gb, tasks_per_month)
+        return out
+
+    # -- text ------------------------------------------------------------------
+
+    def render(self) -> str:
+        """The human summary for stderr (a few lines)."""
+        levels = ", ".join(f"{lv} {self.rows[lv]}" for lv in schema.LEVELS if self.rows.get(lv))
+        lines = [
+            f"hal-logging-forward: {self.total_rows} rows ({levels or 'none'}) from "
+            f"{_human_bytes(self.bytes_read)} in {self.elapsed:.1f}s -> {self.sink}",
+            f"  delivered {self.delivered}"
+            + (f" (already stored: {self.duplicates})" if self.duplicates else "")
+            + f", undelivered {self.undelivered}, dead-lettered {self.dead_lettered}, "
+            f"estimated billed {self.total_billed / _GB:.6f} GB",
+        ]
+        for name, stats in self.filters.items():
+            shown = {k: v for k, v in stats.items() if v}
+            if shown:
+                lines.append(
+                    f"  {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(shown.items()))
+                )
+        if self.command_status is not None:
+            lines.append(
+                f"  command exited with status {self.command_status} after {self.command_seconds or 0:.1f}s"
+            )
+        lines.extend(f"  {n}" for n in self.notes)
+        if self.undelivered or self.dead_lettered:
+            lines.extend(f"  kept for a later run: {w}" for w in self.where_kept)
+        return "\n".join(lines)
+
+    def cost_report(self, price_per_gb: float, tasks_per_month: int) -> dict[str, Any]:
+        ntasks = max(1, len(self.tasks))
+        total = self.total_billed
+
+        def money(b: float) -> float:
+            return round(b / _GB * price_per_gb, 6)
+
+        return {
+            "price_per_gb": price_per_gb,
+            "tasks_in_input": ntasks,
+            "tasks_per_month": tasks_per_month,
+            "billed_bytes": total,
+            "cost": money(total),
+            "per_task": {"billed_bytes": total / ntasks, "cost": money(total / ntasks)},
+            "per_month": {
+                "billed_bytes": total / ntasks * tasks_per_month,
+                "cost": money(total / ntasks * tasks_per_month),
+            },
+            "by_level": {
+                lv: {
+                    "rows": self.rows[lv],
+                    "billed_bytes": self.billed[lv],
+                    "cost": money(self.billed[lv]),
+                }
+                for lv in schema.LEVELS
+                if self.rows.get(lv)
+            },
+            "by_logger": {
+                lg: {
+                    "rows": self.rows_by_logger[lg],
+                    "billed_bytes": self.billed_by_logger[lg],
+                    "cost": money(self.billed_by_logger[lg]),
+                }
+                for lg, _ in self.billed_by_logger.most_common()
+            },
+        }
+
+    def render_dry_run(self, price_per_gb: float, tasks_per_month: int, top: int = 15) -> str:
+        rep = self.cost_report(price_per_gb, tasks_per_month)
+        ntasks = rep["tasks_in_input"]
+        total = rep["billed_bytes"]
+        lines = [
+            f"hal-logging-forward --dry-run: nothing was written or sent. {self.total_rows} rows, "
+            f"{_human_bytes(total)} billed (estimate), at ${price_per_gb:.2f}/GB:",
+            f"  {'':<28}{'rows':>10}{'billed':>12}{'share':>8}{'per task':>12}{'per month':>12}",
+        ]
+
+        def line(name: str, rows: int, b: int) -> str:
+            share = (b / total * 100) if total else 0.0
+            per_task = b / ntasks / _GB * price_per_gb
+            return (
+                f"  {name[:27]:<28}{rows:>10}{_human_bytes(b):>12}{share:>7.1f}%"
+                f"{_money(per_task):>12}{_money(per_task * tasks_per_month):>12}"
+            )
+
+        lines.append("  by level:")
+        for lv in schema.LEVELS:
+            if self.rows.get(lv):
+                lines.append(line(lv, self.rows[lv], self.billed[lv]))
+        lines.append("  by logger:")
+        ranked = self.billed_by_logger.most_common()
+        for lg, b in ranked[:top]:
+            lines.append(line(lg or "(none)", self.rows_by_logger[lg], b))
+        if len(ranked) > top:
+            rest = ranked[top:]
+            lines.append(
+                line(
+                    f"({len(rest)} more)",
+                    sum(self.rows_by_logger[k] for k, _ in rest),
+                    sum(b for _, b in rest),
+                )
+            )
+        lines.append(line("total", self.total_rows, total))
+        lines.append(
+            f"  per task: {_money(rep['per_task']['cost'])} ({ntasks} task(s) in the input); "
+            f"per month at {tasks_per_month} tasks: {_money(rep['per_month']['cost'])}"
+        )
+        for name, stats in self.filters.items():
+            shown = {k: v for k, v in stats.items() if v}
+            if shown:
+                lines.append(
+                    f"  {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(shown.items()))
+                )
+        return "\n".join(lines)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def _money(x: float) -> str:
+    return f"${x:.4f}" if x < 1 else f"${x:,.2f}"
