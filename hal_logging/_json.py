@@ -56,16 +56,21 @@ def dumps_str(obj: Any) -> str:
     return dumps(obj).decode("utf-8")
 
 
+def _clean_str(text: str) -> str:
+    """``text`` encodable as UTF-8: paired surrogates joined, lone ones replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def sanitize(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
     """A copy of ``obj`` made only of JSON types: str keys, finite floats, no cycles."""
     if obj is None or isinstance(obj, bool):
         return obj
     if isinstance(obj, str):
-        try:
-            obj.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: keep them visible as \udXXX
-            return obj.encode("utf-8", "backslashreplace").decode("utf-8")
-        return obj
+        return _clean_str(obj)
     if isinstance(obj, int):
         return obj if -(2**63) <= obj < 2**64 else str(obj)
     if isinstance(obj, float):
@@ -78,7 +83,7 @@ def sanitize(obj: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> 
         seen = _seen | {id(obj)}
         if isinstance(obj, Mapping):
             return {
-                (k if isinstance(k, str) else safe_str(k)): sanitize(v, _depth + 1, seen)
+                _clean_str(k if isinstance(k, str) else safe_str(k)): sanitize(v, _depth + 1, seen)
                 for k, v in list(obj.items())
             }
         return [sanitize(v, _depth + 1, seen) for v in obj]

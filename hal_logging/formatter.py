@@ -175,27 +175,8 @@ def _trace_context() -> tuple[str, str] | None:
         return None
 
 
-def _scrub(obj: Any) -> Any:
-    """Replace lone surrogates (not encodable as UTF-8) in a JSON-typed tree with U+FFFD.
-
-    Paired surrogates are joined into the character they encode. Only called on
-    the output of ``_json.sanitize`` (no cycles, plain types).
-    """
-    if isinstance(obj, str):
-        return obj.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(obj, dict):
-        return {_scrub(k): _scrub(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_scrub(v) for v in obj]
-    return obj
-
-
-def dumps_strict(obj: Any) -> bytes:
-    """``_json.dumps`` that also survives lone surrogates: compact strict JSON, never raises."""
-    try:
-        return _json.dumps(obj)
-    except Exception:
-        return orjson.dumps(_scrub(_json.sanitize(obj)), option=orjson.OPT_NON_STR_KEYS)
+#: Compact strict JSON that never raises (lone surrogates become U+FFFD).
+dumps_strict = _json.dumps
 
 
 def _fit_properties(props: dict[str, Any]) -> dict[str, Any]:

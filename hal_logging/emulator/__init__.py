@@ -1,0 +1,27 @@
+"""Local stand-in for the Azure Logs Ingestion API and the VM's IMDS (TESTING.md).
+
+``from hal_logging.emulator import Emulator`` for in-process use; the
+``hal-logging emulator`` command (:mod:`hal_logging.emulator.cli`) for a process.
+Needs the ``azure`` extra (``trustme``) for its TLS certificate.
+"""
+
+from hal_logging.emulator.faults import FAULT_KINDS, FaultPlan
+from hal_logging.emulator.server import (
+    DEFAULT_RULE_ID,
+    MAX_REQUEST_BYTES,
+    REJECT_MARKER,
+    Emulator,
+    EmulatorConfig,
+    running,
+)
+
+__all__ = [
+    "DEFAULT_RULE_ID",
+    "FAULT_KINDS",
+    "MAX_REQUEST_BYTES",
+    "REJECT_MARKER",
+    "Emulator",
+    "EmulatorConfig",
+    "FaultPlan",
+    "running",
+]
