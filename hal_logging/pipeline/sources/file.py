@@ -76,12 +76,14 @@ class FileSource:
             try:
                 fd = os.open(path, os.O_RDONLY)
             except OSError as exc:
-                self.notify(
-                    f"cannot read {path}: {exc.strerror}; skipped (nothing from it was shipped)"
-                )
-                self.remaining[path] = -1
+                self._unreadable(path, exc, "skipped (nothing from it was shipped)")
                 continue
-            opened = open_input(path, fd, self.store_for(path), final=True)
+            try:
+                opened = open_input(path, fd, self.store_for(path), final=True)
+            except OSError as exc:  # e.g. EIO while reading the first line
+                os.close(fd)
+                self._unreadable(path, exc, "skipped (nothing from it was shipped)")
+                continue
             assert opened is not None
             inp, pos, source = opened
             self.skipped_bytes += pos
@@ -97,15 +99,26 @@ class FileSource:
                     self.remaining[path] = max(0, os.fstat(fd).st_size - pos)
                     complete = False
                     break
-                data = os.pread(fd, CHUNK_BYTES, pos)
+                try:
+                    data = os.pread(fd, CHUNK_BYTES, pos)
+                except OSError as exc:  # a failing disk or a special file: keep what was read
+                    self._unreadable(
+                        path, exc, f"stopped at byte {pos} (what came before was shipped)"
+                    )
+                    complete = False
+                    break
                 if not data:
                     break
                 pos += len(data)
                 yield Chunk(gen, data)
             yield Closed(gen, complete)
-            if not complete:
+            if self.stop.is_set():
                 return
         self.finished = True
+
+    def _unreadable(self, path: str, exc: OSError, what: str) -> None:
+        self.notify(f"cannot read {path}: {exc.strerror or exc}; {what}")
+        self.remaining[path] = -1
 
     def close(self) -> None:
         pass
