@@ -26,9 +26,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,24 +36,11 @@ import pytest
 
 from hal_logging import _json
 from hal_logging.emulator import Emulator, FaultPlan
+from tests.waiting import wait_for
 
 DEFAULT_DEADLINE = 30.0
 
 
-def wait_for(
-    condition: Callable[[], Any], timeout: float = DEFAULT_DEADLINE, what: str = "condition"
-) -> Any:
-    """Poll ``condition`` until truthy (returned) or fail after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)  # polling interval of a deadline-bounded wait, not a wait for an event
-        delay = min(delay * 2, 0.1)
 
 
 def client_env(emu_env: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:

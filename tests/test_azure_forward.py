@@ -24,7 +24,8 @@ import pytest
 
 from hal_logging import _json, schema
 from hal_logging.emulator import MAX_REQUEST_BYTES, REJECT_MARKER, Emulator, FaultPlan
-from tests.azure_helpers import client_env, started_emulator, wait_for
+from tests.azure_helpers import client_env, started_emulator
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 

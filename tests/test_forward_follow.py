@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .forward_helpers import db_rows, messages, start_forward, wait_for
+from .forward_helpers import db_rows, messages, start_forward
+from .waiting import wait_for
 
 
 def _append(path: Path, *lines: str) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from hal_logging import schema
 
-from .forward_helpers import ROOT, db_rows, messages, run_forward, start_forward, wait_for
+from .forward_helpers import ROOT, db_rows, messages, run_forward, start_forward
+from .waiting import wait_for
 
 ENTRYPOINT = str(ROOT / "examples" / "entrypoint.py")
 

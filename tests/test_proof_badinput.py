@@ -53,8 +53,8 @@ from tests.proof_helpers import (
     start_forward,
     text_of,
     tool_tracebacks,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 CORPUS = load_corpus()
 SINKS = ("jsonl", "sqlite")

@@ -45,8 +45,8 @@ from tests.proof_helpers import (
     rows_problems,
     text_of,
     tool_tracebacks,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 LIMIT = 1_048_576
 N_WIRE = 1500

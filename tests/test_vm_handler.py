@@ -21,7 +21,7 @@ import pytest
 
 from hal_logging import schema
 from hal_logging.azure.handler import AzureMonitorHandler
-from tests.azure_helpers import wait_for
+from tests.waiting import wait_for
 
 
 class ListSender:

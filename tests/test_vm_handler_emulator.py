@@ -25,9 +25,10 @@ from hal_logging.azure import vm
 from hal_logging.azure.handler import AzureMonitorHandler
 from hal_logging.azure.setup import setup_logging
 from hal_logging.emulator import REJECT_MARKER, Emulator
-from tests.azure_helpers import azure_env, client_env, emulator, wait_for  # noqa: F401
+from tests.azure_helpers import azure_env, client_env, emulator  # noqa: F401
 from tests.test_vm_handler import Capture, run_with_deadline, spilled
 from tests.vm_helpers import closed_port, make_dmi, silent_server
+from tests.waiting import wait_for
 
 
 @pytest.fixture

@@ -1,0 +1,27 @@
+"""Waiting on a condition with a deadline (TESTING.md: no test sleeps to wait for something)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def wait_for(
+    cond: Callable[[], T], timeout: float = 30.0, what: str = "condition", interval: float = 0.02
+) -> T:
+    """Poll ``cond`` until it returns something truthy (returned), or fail naming ``what``.
+
+    The short sleep is the polling interval of a deadline-bounded wait, not a
+    guess at how long something takes.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
