@@ -119,7 +119,9 @@ def _filter() -> RedactFilter:
     return RedactFilter(Redactor({ENV_VALUE: "DB_PASSWORD"}), TRUSTED)
 
 
-def _through_runner(data: bytes, cuts: Sequence[int]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def _through_runner(
+    data: bytes, cuts: Sequence[int]
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
     flt = _filter()
     sink = _Collect()
     config = ForwardConfig(no_checkpoint=True, fold_repeats=False)

@@ -17,10 +17,10 @@ from .forward_helpers import (
     db_rows,
     run_forward,
     start_forward,
-    wait_for,
     wire_line,
     write_mixed_file,
 )
+from .waiting import wait_for
 
 
 def _summary(path: Path) -> dict[str, Any]:

@@ -113,7 +113,5 @@ def test_sink_stores_the_text_the_stats_measured(tmp_path: Path) -> None:
     assert (result.delivered, result.duplicates) == (300, 0)
     stored = _stored(tmp_path / "w.db")
     assert stored == [row_values(r) for r in rows]
-    text = sum(
-        len("".join(v for v in s[:12]).encode()) + len(s[12].encode()) for s in stored[:200]
-    )
+    text = sum(len("".join(v for v in s[:12]).encode()) + len(s[12].encode()) for s in stored[:200])
     assert total == text == stats.total_billed

@@ -43,13 +43,14 @@ class Batcher:
         self.oldest: float | None = None  # time.monotonic() of the first pending record
         self._seq = 0
 
-    def add(self, records: list[Record], now: float) -> None:
+    def add(self, records: list[Record], now: float, nbytes: int | None = None) -> None:
+        """Add records; ``nbytes`` is their total ``size`` when the caller knows it."""
         if not records:
             return
         if self.oldest is None:
             self.oldest = now
         self.records.extend(records)
-        self.nbytes += sum(r.size for r in records)
+        self.nbytes += sum(r.size for r in records) if nbytes is None else nbytes
 
     @property
     def full(self) -> bool:

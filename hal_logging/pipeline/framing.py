@@ -157,7 +157,26 @@ class Framer:
         find = chunk.find
         mx = self._max
         stream = self.stream
+        bulk = find(b"\r", pos) < 0  # no carriage return in the chunk
         while pos < n:
+            if bulk and not self._seg_len and self._prev is None:
+                # Fast path for a whole run of plain lines: one split in C. (Only
+                # when no line needs a cut; the rest goes line by line below.)
+                last = chunk.rfind(b"\n", pos)
+                if last >= pos:
+                    parts = (chunk[pos:last] if pos or last != n - 1 else chunk[:-1]).split(b"\n")
+                    if max(map(len, parts)) <= mx:
+                        start = self._line_start
+                        append = out.append
+                        for part in parts:
+                            end = start + len(part) + 1
+                            append(Line(part, stream, start, end, now))
+                            start = end
+                        self._line_start = start
+                        pos = last + 1
+                        if pos >= n:
+                            break
+                bulk = False
             nl = find(b"\n", pos)
             stop = n if nl < 0 else nl
             cr = find(b"\r", pos, stop)

@@ -48,7 +48,21 @@ class Record:
     start: int
     end: int
     source: str = ""  # the source's key (see framing); part of record_id
-    size: int = 0  # serialised size estimate in bytes, filled by batching
+    size: int = 0  # billed size estimate in bytes, filled by the run's stats
+    #: The source bytes when every string of the row (keys and values, the VM
+    #: side's own Properties.hal aside) appears in them verbatim: a pre-check
+    #: (redaction) may scan these once instead of walking the row. None when
+    #: unknown (escapes, JSON backslashes, multi-line groups, docker records).
+    raw: bytes | None = None
+    #: The row as stored text, serialised once: the twelve string columns in
+    #: table order, then Properties as compact JSON. Set after the last filter
+    #: by the run's stats (billing measures exactly this text) and reused by
+    #: sinks that store text; whoever changes the row later must reset it.
+    #: (Properties as a str, not orjson's bytes: those keep a 4 KB buffer each,
+    #: and a few thousand records wait in batches.)
+    columns: tuple[str, ...] | None = None
+    #: What the sink's :meth:`Sink.prepare` made of the row (its own encoding).
+    prepared: Any = None
 
 
 @dataclass(slots=True)
@@ -99,6 +113,15 @@ class Sink(ABC):
     @abstractmethod
     def write(self, records: Sequence[Record]) -> WriteResult: ...
 
+    def prepare(self, records: Sequence[Record]) -> None:  # noqa: B027 - optional hook
+        """Optional: encode records for ``write`` (into ``Record.prepared``).
+
+        Called on the reading thread when records enter a batch (after the
+        filters and the run's stats), while they are still in the CPU cache:
+        encoding there is cheaper than on the delivery thread a batch later.
+        Must not fail; ``write`` must still work for records not prepared.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Called once, after the last write."""
 
@@ -118,6 +141,15 @@ class Filter(ABC):
 
     @abstractmethod
     def process(self, record: Record) -> Iterable[Record]: ...
+
+    def process_batch(self, records: list[Record]) -> list[Record]:
+        """``process`` over a list, in order (filters may override it to go faster)."""
+        out: list[Record] = []
+        extend = out.extend
+        process = self.process
+        for r in records:
+            extend(process(r))
+        return out
 
     def flush(self) -> Iterable[Record]:
         return ()

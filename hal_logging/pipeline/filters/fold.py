@@ -22,6 +22,7 @@ across a crash where the oldest held row starts, per stream.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -35,20 +36,45 @@ HAL_REPEATED = "repeated"
 HAL_REPEATED_SINCE = "repeated_since"
 
 
-def _signature(row: dict[str, Any]) -> tuple[tuple[Any, ...], Any]:
-    cols = tuple(row.get(c) for c in STRING_COLUMNS)
-    props = row.get("Properties")
-    if isinstance(props, dict) and PROP_HAL in props:
-        props = {k: v for k, v in props.items() if k != PROP_HAL}
-    return cols, props
+_get_cols = operator.itemgetter(*STRING_COLUMNS)
 
 
-@dataclass
+def _columns(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The string columns of a row (a snapshot: strings do not change)."""
+    try:
+        return _get_cols(row)
+    except KeyError:
+        return tuple(row.get(c) for c in STRING_COLUMNS)
+
+
+def _same_properties(a: Any, b: Any) -> bool:
+    """Properties equal apart from ``hal`` (the pipeline's per-record metadata)."""
+    if a is b:
+        return True
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: v for k, v in a.items() if k != PROP_HAL} == {
+            k: v for k, v in b.items() if k != PROP_HAL
+        }
+    return bool(a == b)
+
+
+@dataclass(slots=True)
 class _Run:
-    signature: tuple[tuple[Any, ...], Any]
+    #: The row the run is about: the last row shipped on its stream. Compared,
+    #: not copied (rows do not change once past the filters), Message first:
+    #: the cheap test decides almost every time.
+    row: dict[str, Any]
     held: int = 0
     first: Record | None = None  # first held record
     last: Record | None = None  # last held record
+
+
+def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return (
+        a.get("Message") == b.get("Message")
+        and _columns(a) == _columns(b)
+        and _same_properties(a.get("Properties"), b.get("Properties"))
+    )
 
 
 class FoldFilter(Filter):
@@ -62,19 +88,45 @@ class FoldFilter(Filter):
 
     def process(self, record: Record) -> Iterable[Record]:
         key = (record.source, record.stream)
-        signature = _signature(record.row)
+        row = record.row
         run = self._runs.get(key)
-        if run is not None and run.signature == signature:
+        if run is None:
+            self._runs[key] = _Run(row)
+            return (record,)
+        if _same_row(run.row, row):
             if run.first is None:
                 run.first = record
             run.last = record
             run.held += 1
             self.count("folded")
             return ()
-        self._runs[key] = _Run(signature)
-        if run is not None and run.held:
-            return (self._summary(run), record)
+        if run.held:
+            summary = self._summary(run)
+            run.row = row
+            return (summary, record)
+        run.row = row
         return (record,)
+
+    def process_batch(self, records: list[Record]) -> list[Record]:
+        """``process`` over a list; a record that ends no run and starts none passes at once."""
+        out: list[Record] = []
+        append = out.append
+        runs = self._runs
+        key: tuple[str, str] | None = None
+        run: _Run | None = None
+        for record in records:
+            if key is None or record.source != key[0] or record.stream != key[1]:
+                key = (record.source, record.stream)
+                run = runs.get(key)
+            if run is not None and not run.held:
+                row = record.row
+                if row.get("Message") != run.row.get("Message"):  # the usual: not a repeat
+                    run.row = row
+                    append(record)
+                    continue
+            out.extend(self.process(record))
+            run = runs.get(key)
+        return out
 
     def flush(self) -> Iterable[Record]:
         out = []

@@ -32,15 +32,54 @@ def format_epoch(ts: float) -> str:
     return dt.isoformat(timespec="microseconds") + "Z"
 
 
-def canonical(value: str) -> bool:
-    """True when ``value`` already has the canonical shape (the wire fast path)."""
-    if len(value) != 27 or value[26] != "Z" or value[10] != "T" or value[19] != ".":
+_last_head = ""  # the last ``YYYY-MM-DDTHH:MM:SS`` canonical() accepted
+
+
+def _valid_head(head: str) -> bool:
+    """``YYYY-MM-DDTHH:MM:SS``: ASCII digits, a real date, a valid time of day."""
+    if (
+        head[4] != "-"
+        or head[7] != "-"
+        or head[10] != "T"
+        or head[13] != ":"
+        or head[16] != ":"
+        or not head.isascii()
+    ):
+        return False
+    digits = head[:4] + head[5:7] + head[8:10] + head[11:13] + head[14:16] + head[17:19]
+    if not digits.isdigit():
         return False
     try:
-        datetime.fromisoformat(value[:26])
+        datetime(
+            int(head[:4]),
+            int(head[5:7]),
+            int(head[8:10]),
+            int(head[11:13]),
+            int(head[14:16]),
+            int(head[17:19]),
+        )
     except ValueError:
         return False
     return True
+
+
+def canonical(value: str) -> bool:
+    """True when ``value`` already has the canonical shape (the wire fast path).
+
+    A fixed-format check: the date and time of day are validated once per
+    distinct second (consecutive lines of a log share it), then only the
+    6-digit fraction is looked at.
+    """
+    global _last_head
+    if len(value) != 27 or value[26] != "Z" or value[19] != ".":
+        return False
+    head = value[:19]
+    if head != _last_head:
+        if not _valid_head(head):
+            return False
+        _last_head = head
+    frac = value[20:26]
+    return frac.isdigit() and frac.isascii()
 
 
 def from_match(m: re.Match[str]) -> str | None:

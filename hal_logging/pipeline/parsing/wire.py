@@ -60,6 +60,7 @@ def row_from_wire(obj: dict[str, Any], received: str, hal: dict[str, Any]) -> di
             and canonical(obj["TimeGenerated"])
             and "\x00" not in obj["Message"]
             and "\x1b" not in obj["Message"]
+            and "\x9b" not in obj["Message"]  # 8-bit CSI: an escape too
         ):
             obj["Properties"] = props
             return obj
