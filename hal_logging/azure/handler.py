@@ -29,7 +29,7 @@ when the service is down, or a burst outruns it, and the queue is full
     sender renames it to ``<name>.resending.jsonl`` and sends it, chunk by
     chunk, between batches of new rows. What is still there at exit (or what
     ``close()`` had no time for) stays in the spill file, oldest first, for
-    ``hal-logging-forward SPILL_FILE``. All counted in :attr:`stats`; the
+    ``hal-logging-forward --resend SPILL_FILE``. All counted in :attr:`stats`; the
     first spill, the first failure and rows left at exit each print one line
     on stderr naming the file.
 
@@ -754,7 +754,7 @@ class AzureMonitorHandler(logging.Handler):
                 where += f" and {self._resend_path} (partly sent already)"
             self._announce(
                 f"{left} log rows were not delivered to Azure Monitor; they are kept in {where}: "
-                f"send them with `hal-logging-forward {self.spill_path}`"
+                f"send them with `hal-logging-forward --resend {self.spill_path}`"
             )
 
     # -- spilling -------------------------------------------------------------------
@@ -788,7 +788,7 @@ class AzureMonitorHandler(logging.Handler):
             self._announce(
                 "Azure Monitor is unreachable or not keeping up: log rows are being saved to "
                 f"{self.spill_path} and sent from there once it answers again; rows still "
-                f"there at exit can be sent with `hal-logging-forward {self.spill_path}`"
+                f"there at exit can be sent with `hal-logging-forward --resend {self.spill_path}`"
             )
 
     def _close_spill_file(self) -> None:

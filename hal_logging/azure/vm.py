@@ -22,11 +22,8 @@ must not pull the Azure SDK in.
 
 from __future__ import annotations
 
-import http.client
 import os
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -126,6 +123,12 @@ def fetch_instance_metadata(base_url: str | None = None, timeout: float = IMDS_T
     Goes straight to the address: an empty ProxyHandler ignores ``http_proxy``
     (IMDS is link-local, FACTS §3). Never raises.
     """
+    # Imported here, not at the top: every forwarder start imports this module
+    # (runner.trusted_context), and off Azure no network code should be loaded.
+    import http.client
+    import urllib.error
+    import urllib.request
+
     url = (imds_url() if base_url is None else base_url.rstrip("/")) + INSTANCE_PATH
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(url, headers={"Metadata": "true"})

@@ -15,7 +15,9 @@ never a traceback.
 Exit status: 0 every record read was delivered; 75 some were not (stderr and
 ``--summary-json`` say how many and where they are kept: the input file and
 its checkpoint, a dead-letter file, or wrap mode's spool file; a rerun
-resumes); 2 usage error; 1 an input could not be read. In wrap mode, when
+resumes; ship a dead-letter or spool file with ``--resend FILE``, which keeps
+the rows' record ids so those already delivered are not stored twice); 2
+usage error; 1 an input could not be read. In wrap mode, when
 delivery is complete the exit status is CMD's own (128+N if a signal N killed
 it); when delivery is not complete it is 75 whatever CMD returned (CMD's
 status is then in the summary), because losing rows is the louder problem.
@@ -184,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=schema.STREAMS,
         default="unknown",
         help="stream of a file input's lines when the file does not say (default: unknown)",
+    )
+    g.add_argument(
+        "--resend",
+        action="store_true",
+        help="FILE was written by hal-logging on this VM — a dead-letter, spill or undelivered "
+        "file: keep each row's record_id, context and Properties.hal as written (so rows "
+        "already delivered are recognised as duplicates); never for container output",
     )
     g.add_argument(
         "--multiline-timeout",
@@ -464,6 +473,11 @@ def config_from_args(
         raise UsageError("--follow reads a file; wrap mode (-- CMD) already forwards live")
     if ns.follow and len(ns.files) != 1:
         raise UsageError("--follow takes exactly one FILE (run one forwarder per file)")
+    if ns.resend and (ns.follow or command):
+        raise UsageError(
+            "--resend ships finished files written by hal-logging (dead-letter, spill or "
+            "undelivered files): give them as FILE..., without --follow or -- CMD"
+        )
     if (ns.until_pid is not None or ns.idle_exit is not None) and not ns.follow:
         raise UsageError("--until-pid and --idle-exit only apply with --follow")
     if ns.raw_log and not command:
@@ -500,6 +514,7 @@ def config_from_args(
         context=context,
         input_format=ns.input_format,
         input_stream=ns.input_stream,
+        resend=ns.resend,
         multiline_timeout=ns.multiline_timeout,
         until_pid=ns.until_pid,
         idle_exit=ns.idle_exit,
@@ -532,7 +547,9 @@ def config_from_args(
         drop_message=list(ns.drop_message),
         drop_logger=list(ns.drop_logger),
         sample=sample,
-        fold_repeats=ns.fold_repeats,
+        # --resend: the rows went through the filters when they were first
+        # shipped; folding them again would merge rows of distinct record ids.
+        fold_repeats=ns.fold_repeats and not ns.resend,
         task_byte_budget=ns.task_byte_budget,
         dry_run=ns.dry_run,
         price_per_gb=ns.price_per_gb,
@@ -547,7 +564,7 @@ def _eprint(msg: str) -> None:
 
 
 class _Spool:
-    """Wrap mode's undelivered rows, kept as wire lines for a later ``hal-logging-forward FILE``.
+    """Wrap mode's undelivered rows, kept as wire lines for ``hal-logging-forward --resend FILE``.
 
     A pipe cannot be re-read, so rows that could not be delivered are written
     here (one ``{"_hal":1,...}`` line per row, the format the forwarder reads
@@ -784,7 +801,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             if spool is not None and spool.rows:
                 stats.where_kept.append(
                     f"{spool.path} ({spool.rows} rows as wire lines): ship it later with "
-                    f"`{PROG} {spool.path}` and the same context flags"
+                    f"`{PROG} --resend {spool.path}` (keeps their record ids and context)"
                 )
             if config.raw_log:
                 stats.where_kept.append(f"{config.raw_log} (the command's raw output)")

@@ -28,6 +28,9 @@ class ForwardConfig:
     # --- input ------------------------------------------------------------
     input_format: str = "auto"  # auto | docker-json | docker-timestamps | raw
     input_stream: str = "unknown"  # stream of a file input: stdout | stderr | unknown
+    # files mode: FILE was written by hal-logging (dead-letter, spill, undelivered):
+    # keep each row's record_id, context and Properties.hal (never automatic)
+    resend: bool = False
     multiline_timeout: float = 1.0  # seconds before an open traceback group is closed
     until_pid: int | None = None
     idle_exit: float | None = None

@@ -34,6 +34,17 @@ Blank lines (nothing visible once escapes are removed) make no row: their bytes
 are folded into the span of the next record (its ``start``), and
 :attr:`Parser.held_start` covers them meanwhile, so offsets stay contiguous.
 
+Resending (``resend=True``, ``hal-logging-forward --resend FILE``): FILE was
+written by hal-logging itself (the uploader's dead-letter file, the handler's
+spill file, wrap mode's ``hal-forward-undelivered-*.jsonl``), so a wire line
+that carries a valid ``Properties.hal.record_id`` (:data:`RESEND_ID`) keeps
+that id, its context columns and its ``Properties.hal`` as written, instead of
+the trust rule: a row that was both delivered (outcome unknown) and kept can
+then be de-duplicated. ``hal.dead_letter`` (the service's earlier answer) is
+dropped from the resent row and counted (:attr:`Parser.dead_letters`). Other
+lines are treated as usual. Never automatic: a container could forge record
+ids to make the workspace drop real rows.
+
 Multi-line groups (a traceback, or an ERROR line that may be its header) are held
 per stream until a line that does not belong arrives, :meth:`Parser.poll` finds them
 older than ``multiline_timeout`` (since their last line), or :meth:`Parser.finish`.
@@ -44,6 +55,7 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -64,7 +76,7 @@ from hal_logging.pipeline.parsing.traceback import TracebackGroup, starts_traceb
 from hal_logging.pipeline.parsing.trust import apply_trust, trusted_items
 from hal_logging.pipeline.parsing.wire import row_from_wire
 
-__all__ = ["INPUT_FORMATS", "Parser", "record_id"]
+__all__ = ["INPUT_FORMATS", "RESEND_ID", "Parser", "record_id"]
 
 INPUT_FORMATS: Final = ("auto", "docker-json", "docker-timestamps", "raw")
 
@@ -93,6 +105,10 @@ _HAL_STREAM: Final = schema.HAL_STREAM
 _HAL_RECORD_ID: Final = schema.HAL_RECORD_ID
 _HAL_FORMAT: Final = schema.HAL_FORMAT
 _HAL_OFFSET: Final = schema.HAL_OFFSET
+#: A record id that ``--resend`` keeps: :func:`record_id`'s 32 hex digits, or
+#: the in-process handler's ``<12 hex>-<pid hex>-<seq hex>``.
+RESEND_ID: Final = re.compile(r"[0-9a-f]{32}|[0-9a-f]{12}-[0-9a-f]{1,16}-[0-9a-f]{1,16}")
+_DEAD_LETTER: Final = "dead_letter"
 
 
 def record_id(source: str, stream: str, start: int) -> str:
@@ -146,6 +162,7 @@ class Parser:
         input_format: str = "auto",
         multiline_timeout: float = 1.0,
         log_type: str = schema.LOG_TYPE_AGENT,
+        resend: bool = False,
     ) -> None:
         if input_format not in INPUT_FORMATS:
             raise ValueError(
@@ -176,6 +193,13 @@ class Parser:
         self._claims_ok: tuple[str, ...] | None = None
         self._stream_prefix = _id_prefix(source, self.stream)
         self._time_head = ""  # "YYYY-MM-DDTHH:MM:SS." of the last canonical time seen
+        self.resend = resend
+        #: With ``resend``: rows that kept their record id, context and
+        #: Properties.hal; those of them that carried a dead-letter answer; and
+        #: rows without a valid record id (treated as container output).
+        self.resent = 0
+        self.dead_letters = 0
+        self.not_resent = 0
 
     # -- public API ----------------------------------------------------------------
 
@@ -648,6 +672,18 @@ class Parser:
             if self._skip_from < start:
                 start = self._skip_from
             self._skip_from = None
+        if self.resend:
+            if fmt.endswith("wire") and self._resent(row, hal):
+                if size > _SMALL:
+                    kept = row["Properties"]
+                    kept_meta = kept.pop(schema.PROP_HAL)
+                    cut_columns(row, kept_meta)
+                    kept = fit_properties(kept, kept_meta)
+                    fit_meta(kept_meta)
+                    kept[schema.PROP_HAL] = kept_meta
+                    row["Properties"] = kept
+                return Record(row, stream, start, end, self.source)
+            self.not_resent += 1
         prefix = self._prefixes.get(stream)
         if prefix is None:
             prefix = self._prefixes[stream] = _id_prefix(self.source, stream)
@@ -670,6 +706,29 @@ class Parser:
         props[schema.PROP_HAL] = meta
         row["Properties"] = props
         return Record(row, stream, start, end, self.source)
+
+    def _resent(self, row: dict[str, Any], notes: dict[str, Any]) -> bool:
+        """``--resend``: keep the row's own Properties.hal if it has a valid record id.
+
+        The context columns stay as written (no trust rule); the parser's notes
+        about this line (``problems``...) are added where the row has none;
+        ``dead_letter`` is dropped and counted. False: treat the row as usual.
+        """
+        props = row["Properties"]
+        meta = props.get(_PROP_HAL)
+        if type(meta) is not dict:
+            return False
+        rid = meta.get(_HAL_RECORD_ID)
+        if type(rid) is not str or RESEND_ID.fullmatch(rid) is None:
+            return False
+        meta = dict(meta)
+        if meta.pop(_DEAD_LETTER, None) is not None:
+            self.dead_letters += 1
+        for key, value in notes.items():
+            meta.setdefault(key, value)
+        props[_PROP_HAL] = meta
+        self.resent += 1
+        return True
 
     def _fallback(self, line: Line, exc: Exception) -> list[Record]:
         """A line the parser could not handle (a bug): kept as text, the error noted."""
