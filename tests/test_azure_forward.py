@@ -283,3 +283,49 @@ def test_missing_role_stops_keeps_everything_then_resumes(tmp_path: Path) -> Non
         assert ok.returncode == 0, ok.stderr.decode(errors="replace")
         ids = emu.workspace.record_ids()
         assert len(ids) == len(set(ids)) == 500  # nothing was half-sent before
+
+
+def test_wrap_mode_spools_prepared_rows_whole_then_resends(tmp_path: Path) -> None:
+    """Rows already serialised by AzureSink.prepare (their dicts released) still spool whole."""
+    script = tmp_path / "agent.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from tests.test_azure_forward import wire_line\n"
+        "for i in range(400):\n"
+        "    sys.stdout.buffer.write(wire_line(f'T{i:06d}', payload='p' * (i % 50)))\n"
+    )
+    with started_emulator(tmp_path, forbidden=True) as emu:
+        env = run_env(emu)
+        denied = subprocess.run(
+            forward_cmd("--batch-rows", "20", "--", sys.executable, str(script)),
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=60,
+        )
+        assert denied.returncode != 0
+        assert emu.workspace.count() == 0
+        spools = list(tmp_path.glob("hal-forward-undelivered-*.jsonl"))
+        assert len(spools) == 1, denied.stderr.decode(errors="replace")
+        lines = spools[0].read_bytes().splitlines()
+        assert all(line.startswith(schema.WIRE_PREFIX) for line in lines)
+        rows = [_json.loads(line) for line in lines]
+        agent = [r for r in rows if r["LogType"] == "AgentLog"]
+        # Besides the agent's rows, only the forwarder's own (the "command finished" row).
+        assert all(r["LogType"] == "VMOperation" for r in rows if r not in agent)
+        assert sorted(r["Properties"]["seq"] for r in agent) == [f"T{i:06d}" for i in range(400)]
+        for r in agent:
+            i = int(r["Properties"]["seq"][1:])
+            assert r["Message"] == f"T{i:06d} agent step"
+            assert r["Properties"]["payload"] == "p" * (i % 50)
+            assert r["RunID"] == "R1" and r["Properties"]["hal"]["record_id"]
+
+        emu.config.forbidden = False
+        ok = subprocess.run(
+            forward_cmd("--resend", str(spools[0])), env=env, capture_output=True, timeout=60
+        )
+        assert ok.returncode == 0, ok.stderr.decode(errors="replace")
+        ids = emu.workspace.record_ids()
+        assert len(ids) == len(set(ids)) == len(rows)
+        assert set(ids) == {r["Properties"]["hal"]["record_id"] for r in rows}

@@ -25,7 +25,9 @@ from hal_logging.azure import credentials as creds
 from hal_logging.azure.rowfit import REQUEST_OVERHEAD, fit_row
 from hal_logging.azure.uploader import (
     MAX_REQUEST_BYTES,
+    EncodedRows,
     Uploader,
+    UploadResult,
     UploadSettings,
     join_rows,
     plan_packets,
@@ -408,3 +410,56 @@ def test_importing_the_sink_does_not_import_azure() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _record(i: int, **row: Any) -> Any:
+    from hal_logging.pipeline.model import Record
+
+    base = schema.empty_row()
+    base.update(
+        TimeGenerated=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        Level="INFO",
+        Message=f'm{i} \u00e9\n"q"',
+        LoggerName="agent",
+    )
+    base["Properties"] = {"i": i, "hal": {"record_id": f"r{i}"}}
+    base.update(row)
+    return Record(row=base, stream="stdout", start=i * 10, end=i * 10 + 10)
+
+
+def test_sink_prepare_serialises_once_and_keeps_the_row_writable() -> None:
+    """prepare() turns each row into the bytes sent; the record's row still dumps to them."""
+    from hal_logging.pipeline.sinks.azure import AzureSink, batches_in_flight
+
+    up = Uploader("https://127.0.0.1:9", "dcr-test")
+    sink = AzureSink(up)
+    try:
+        old = "2001-01-01T00:00:00.000001Z"
+        recs = [_record(i) for i in range(5)] + [_record(5, TimeGenerated=old)]
+        expected = [_json.dumps(r.row) for r in recs[:5]]
+        for r in recs:
+            r.columns = ("stale",)
+        sink.prepare(recs[:4])
+        sink.prepare(recs[4:])
+        assert [r.prepared for r in recs[:5]] == expected
+        assert all(r.columns is None for r in recs)
+        # What the wrap-mode spool writes for an undelivered record: the same row.
+        assert [_json.dumps(r.row) for r in recs[:5]] == expected
+        late = _json.loads(recs[5].prepared)
+        assert late["Properties"]["hal"]["original_time"] == old
+        assert _json.loads(_json.dumps(recs[5].row)) == late
+        assert any("original_time" in n for n in sink._prepare_notes)
+        # Unprepared records (prepare is optional) are encoded by write, in order.
+        extra = _record(9)
+        want = _json.dumps(extra.row)
+        parts = sink._encoded([recs[0], extra, recs[1]], UploadResult())
+        assert parts == [expected[0], want, expected[1]]
+        enc = EncodedRows.of(parts)
+        assert [enc.row(i) for i in range(3)] == parts
+        rows = [r.row for r in (_record(1), _record(2))]
+        plain = up.encode(rows)
+        assert up.encode_each(rows) == [plain.row(0), plain.row(1)]
+        assert bytes(enc.buf) == b",".join(parts) + b","
+    finally:
+        sink.close()
+    assert [batches_in_flight(n) for n in (0, 1, 2, 3, 4, 8)] == [1, 1, 1, 2, 2, 4]

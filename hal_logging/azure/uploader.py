@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import io
+import itertools
 import logging
 import os
 import random
@@ -150,8 +151,11 @@ class EncodedRows:
     @classmethod
     def of(cls, rows: Sequence[bytes]) -> EncodedRows:
         enc = cls()
-        for row in rows:
-            enc.add(row)
+        if rows:
+            enc.buf = bytearray(b",").join(rows)
+            enc.buf += b","
+            enc.starts = list(itertools.accumulate([len(r) + 1 for r in rows], initial=0))
+            enc.starts.pop()
         return enc
 
     def add(self, data: bytes) -> None:
@@ -317,13 +321,33 @@ class Uploader:
     # --- step 1: serialise once -------------------------------------------------------
     def encode(self, rows: Sequence[Row], result: UploadResult | None = None) -> EncodedRows:
         """Serialised rows, fitted and time-checked (the only serialisation)."""
+        out = EncodedRows()
+        self._encode(rows, result, out.add)
+        return out
+
+    def encode_each(self, rows: Sequence[Row], result: UploadResult | None = None) -> list[bytes]:
+        """Like :meth:`encode`, each row as its own exact-size ``bytes``.
+
+        For rows kept a while (``AzureSink.prepare``): orjson's own result
+        holds a buffer of ~8 KB, so each is copied to its exact size.
+        """
+        parts: list[bytes] = []
+        push = parts.append
+
+        def keep(data: bytes) -> None:
+            push(bytes(memoryview(data)))
+
+        self._encode(rows, result, keep)
+        return parts
+
+    def _encode(
+        self, rows: Sequence[Row], result: UploadResult | None, append: Callable[[bytes], None]
+    ) -> None:
         now = datetime.now(timezone.utc)
         lo = (now - TIME_PAST).strftime("%Y-%m-%dT%H:%M:%S")
         hi = (now + TIME_FUTURE).strftime("%Y-%m-%dT%H:%M:%S")
         now_text = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         limit = self.settings.max_request_bytes
-        out = EncodedRows()
-        append = out.add
         fast_dumps = orjson.dumps  # plain: ~30% faster than with options; odd rows fall back
         field_limit = schema.MAX_FIELD_BYTES
         fixed = cut = 0
@@ -361,7 +385,6 @@ class Uploader:
             # reports the same note in its summary, and lastResort would repeat it.
             if log.hasHandlers():
                 log.warning("%s (first seen: %r)", _TIME_NOTE, first_bad)
-        return out
 
     # --- step 2: pack exactly ----------------------------------------------------------
     def pack(self, encoded: EncodedRows | Sequence[bytes]) -> list[Packet]:
@@ -395,10 +418,17 @@ class Uploader:
         self._send_encoded(encoded, deadline, result)
         return result
 
-    def send_encoded(self, encoded: Sequence[bytes], *, deadline: Deadline = None) -> UploadResult:
-        """Like :meth:`send` for rows already serialised (and fitted) by the caller."""
+    def send_encoded(
+        self, encoded: EncodedRows | Sequence[bytes], *, deadline: Deadline = None
+    ) -> UploadResult:
+        """Like :meth:`send` for rows already serialised (and fitted) by the caller.
+
+        An :class:`EncodedRows` (e.g. made by :meth:`encode` earlier, on another
+        thread) is sent as it is, without a copy.
+        """
         result = UploadResult()
-        self._send_encoded(EncodedRows.of(encoded), deadline, result)
+        enc = encoded if isinstance(encoded, EncodedRows) else EncodedRows.of(encoded)
+        self._send_encoded(enc, deadline, result)
         return result
 
     def submit(self, rows: Sequence[Row], *, deadline: Deadline = None) -> Future[UploadResult]:

@@ -120,6 +120,11 @@ class Sink(ABC):
         filters and the run's stats), while they are still in the CPU cache:
         encoding there is cheaper than on the delivery thread a batch later.
         Must not fail; ``write`` must still work for records not prepared.
+        A sink may release the row's dict here by replacing ``Record.row``
+        with an ``orjson.Fragment`` of its JSON (the Azure sink does: it is
+        what waiting batches weigh): after ``prepare``, code other than the
+        sink may only serialise ``row`` with ``hal_logging._json.dumps`` (as
+        the wrap-mode spool does), never index it.
         """
 
     def close(self) -> None:  # noqa: B027 - optional hook

@@ -21,15 +21,20 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from hal_logging.azure.credentials import CREDENTIAL_KINDS
-from hal_logging.azure.uploader import Uploader, UploadSettings
+from hal_logging.azure.uploader import Uploader, UploadResult, UploadSettings
 from hal_logging.pipeline.config import ForwardConfig
 from hal_logging.pipeline.model import DeliveryError, Record, Sink, WriteResult
 
 BACKOFF_ENV = "HAL_LOGGING_AZURE_BACKOFF"
 DEAD_LETTER_SUFFIX = ".hal-deadletter.jsonl"
 DEFAULT_DEAD_LETTER = "hal-logging" + DEAD_LETTER_SUFFIX
+#: orjson.Fragment (orjson >= 3.9): serialises as the JSON bytes it holds.
+_FRAGMENT: Any = getattr(orjson, "Fragment", None)
 
 
 def default_dead_letter(config: ForwardConfig) -> str:
@@ -47,6 +52,18 @@ def default_dead_letter(config: ForwardConfig) -> str:
     return str(Path(DEFAULT_DEAD_LETTER).absolute())
 
 
+def batches_in_flight(requests: int) -> int:
+    """Concurrent ``write`` calls for ``requests`` concurrent requests.
+
+    A default batch (1 MB of billed text, ~1.4 MiB of JSON) makes about two
+    requests, which the uploader sends in parallel; so half as many batches as
+    requests keep ``requests`` on the wire. Measured (benchmarks/azure.py):
+    same throughput as one batch per request, ~20 MB less peak RSS, because
+    every batch waiting in the runner holds its rows as Python objects.
+    """
+    return max(1, (max(1, requests) + 1) // 2)
+
+
 class AzureSink(Sink):
     name = "azure"
 
@@ -54,6 +71,8 @@ class AzureSink(Sink):
         self.uploader = uploader
         self.max_in_flight = max(1, max_in_flight)
         self.dead_letter_path = str(uploader.dead_letter) if uploader.dead_letter else None
+        #: Notes of rows prepared on the reading thread (TimeGenerated fixed, rows cut).
+        self._prepare_notes: list[str] = []
 
     @classmethod
     def from_config(cls, config: ForwardConfig) -> AzureSink:
@@ -104,11 +123,62 @@ class AzureSink(Sink):
             dead_letter=os.path.abspath(config.dead_letter or default_dead_letter(config)),
             settings=settings,
         )
-        return cls(uploader, max_in_flight=settings.max_in_flight)
+        return cls(uploader, max_in_flight=batches_in_flight(settings.max_in_flight))
+
+    def prepare(self, records: Sequence[Record]) -> None:
+        """Serialise the rows now, on the reading thread, and let their dicts go.
+
+        Each record keeps its row as the exact bytes that will be sent
+        (``Record.prepared``, fitted and time-checked by the uploader), and
+        ``Record.row`` becomes an ``orjson.Fragment`` of those bytes: the
+        wrap-mode spool's ``_json.dumps(row)`` still writes the same row, but
+        a batch waiting for its turn no longer holds ~2 KB of Python objects
+        per row (measured: peak RSS 85 -> 67 MB in benchmarks/azure.py).
+        ``Record.columns`` is dropped too: this sink sends JSON, not columns.
+        """
+        if not records:
+            return
+        result = UploadResult()
+        try:
+            datas = self.uploader.encode_each([r.row for r in records], result)
+        except Exception:  # never fail here: write() encodes what is not prepared
+            return
+        fragment = _FRAGMENT
+        for r, data in zip(records, datas, strict=True):
+            r.prepared = data
+            r.columns = None
+            if fragment is not None:
+                r.row = fragment(data)
+        for note in result.notes:
+            if note not in self._prepare_notes:
+                self._prepare_notes.append(note)
+
+    def _encoded(self, records: Sequence[Record], result: UploadResult) -> list[bytes]:
+        """Each record's row as sent: prepared bytes, else encoded here."""
+        parts: list[bytes] = []
+        missing: list[int] = []
+        for i, r in enumerate(records):
+            data = r.prepared
+            if type(data) is bytes:
+                parts.append(data)
+            else:
+                parts.append(b"")
+                missing.append(i)
+        if missing:
+            encoded = self.uploader.encode_each([records[i].row for i in missing], result)
+            for i, data in zip(missing, encoded, strict=True):
+                parts[i] = data
+        return parts
 
     def write(self, records: Sequence[Record]) -> WriteResult:
-        result = self.uploader.send([r.row for r in records], deadline=lambda: self.deadline)
+        encoded = UploadResult()
+        parts = self._encoded(records, encoded)
+        result = self.uploader.send_encoded(parts, deadline=lambda: self.deadline)
+        result.add(encoded)
         notes = list(result.notes)
+        for note in self._prepare_notes:
+            if note not in notes:
+                notes.append(note)
         if result.dead_lettered:
             notes.append(
                 f"rows refused by Azure Monitor are kept in {self.dead_letter_path}; "
