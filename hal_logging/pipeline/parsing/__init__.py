@@ -539,11 +539,8 @@ class Parser:
         prefix: str,
         size: int,
     ) -> Record | None:
-        try:
-            obj = _json.loads(payload)
-        except _json.JSONDecodeError:
-            obj = _lenient_loads(payload)
-        if type(obj) is not dict:
+        obj = _load_object(payload)
+        if obj is None:
             return None
         hal: dict[str, Any] = {}
         row = row_from_wire(obj, time_hint or self._received(received), hal)
@@ -560,11 +557,8 @@ class Parser:
         prefix: str,
         size: int,
     ) -> Record | None:
-        try:
-            obj = _json.loads(text)
-        except _json.JSONDecodeError:
-            obj = _lenient_loads(text)
-        if type(obj) is not dict:
+        obj = _load_object(text)
+        if obj is None:
             return None
         hal: dict[str, Any] = {}
         if _ROW_LIKE <= obj.keys() and isinstance(obj.get("Properties", {}), dict):
@@ -747,6 +741,15 @@ class Parser:
             self._record(row, hal, self.stream, line.start, line.end, "text", len(line.data))
         )
         return out
+
+
+def _load_object(payload: bytes | str) -> dict[str, Any] | None:
+    """The JSON object a line holds (leniently: see ``_lenient_loads``), else None."""
+    try:
+        obj = _json.loads(payload)
+    except _json.JSONDecodeError:
+        obj = _lenient_loads(payload)
+    return obj if type(obj) is dict else None
 
 
 def _lenient_loads(payload: bytes | str) -> Any:
