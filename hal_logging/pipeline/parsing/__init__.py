@@ -265,6 +265,8 @@ class Parser:
                     append(record)
                     continue
             out.extend(feed(line))
+        if lines and len(out) > 1:
+            _clamp_read_times(out, self._received(lines[-1].received))
         return out
 
     def poll(self, now: float) -> list[Record]:
@@ -741,6 +743,29 @@ class Parser:
             self._record(row, hal, self.stream, line.start, line.end, "text", len(line.data))
         )
         return out
+
+
+def _clamp_read_times(records: list[Record], read_time: str) -> None:
+    """Keep a chunk's text rows in order with the wire rows written after them.
+
+    A line without a timestamp of its own gets the time it was *read*, which is
+    later than when the container wrote it: sorted by TimeGenerated, a
+    ``print()`` would land after records logged after it. A record later in the
+    same chunk (same stream, written later) bounds such a line's time, so each
+    read-timed row takes the smallest time that follows it. Times are
+    fixed-format ISO strings, so they compare as strings.
+    """
+    bound: str | None = None
+    for rec in reversed(records):
+        row = rec.row
+        if type(row) is not dict:
+            continue
+        t = row.get("TimeGenerated")
+        if t is read_time or t == read_time:
+            if bound is not None and bound < t:
+                row["TimeGenerated"] = bound
+        elif isinstance(t, str) and (bound is None or t < bound):
+            bound = t
 
 
 def _load_object(payload: bytes | str) -> dict[str, Any] | None:
