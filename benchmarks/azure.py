@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -49,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.agent_lines import write_agent_lines  # noqa: E402
 from hal_logging.emulator import MAX_REQUEST_BYTES, Emulator  # noqa: E402
 
 NAIVE = r"""
@@ -66,39 +66,8 @@ client.upload(os.environ["AZURE_MONITOR_DATA_COLLECTION_RULE_ID"], os.environ["A
 
 def make_input(path: Path, n: int) -> None:
     """``n`` wire lines written by the real JsonFormatter: a realistic agent mix (~330 B/line)."""
-    from hal_logging.formatter import JsonFormatter
-
-    logger = logging.getLogger("bench.azure.agent")
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    with path.open("w", encoding="utf-8") as fh:
-        handler = logging.StreamHandler(fh)
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
-        try:
-            for i in range(n):
-                if i % 50 == 0:
-                    logger.warning(
-                        "tool call %d failed, retrying: HTTP 429 from the model endpoint",
-                        i,
-                        extra={"attempt": i % 3, "tool": "run_tests"},
-                    )
-                else:
-                    logger.info(
-                        "step %d: model replied with %d tokens, action=%s",
-                        i,
-                        200 + i % 1800,
-                        ("read_file", "edit_file", "run_tests")[i % 3],
-                        extra={
-                            "step": i,
-                            "tokens": 200 + i % 1800,
-                            "cost_usd": round(i * 1e-6, 6),
-                            "model": "gpt-4o-mini",
-                            "observation": "ok " * (i % 40),
-                        },
-                    )
-        finally:
-            logger.removeHandler(handler)
+    path.unlink(missing_ok=True)
+    write_agent_lines(path, n, observation=True)
 
 
 SDK_IMPORT = "import azure.monitor.ingestion, azure.identity, requests"

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import shutil
 import sqlite3
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from agent_lines import write_agent_lines
 
 NAIVE = r"""
 import json, sqlite3, sys
@@ -60,38 +60,7 @@ conn.commit()
 
 def make_input(path: Path, n: int, start: int = 0) -> None:
     """``n`` wire lines written by the real JsonFormatter (a realistic agent mix)."""
-    from hal_logging.formatter import JsonFormatter
-
-    logger = logging.getLogger(f"bench.agent.{start}")
-    logger.propagate = False
-    logger.setLevel(logging.DEBUG)
-    with path.open("a", encoding="utf-8") as fh:
-        handler = logging.StreamHandler(fh)
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
-        try:
-            for i in range(start, start + n):
-                if i % 50 == 0:
-                    logger.warning(
-                        "tool call %d failed, retrying: HTTP 429 from the model endpoint",
-                        i,
-                        extra={"attempt": i % 3, "tool": "run_tests"},
-                    )
-                else:
-                    logger.info(
-                        "step %d: model replied with %d tokens, action=%s",
-                        i,
-                        200 + i % 1800,
-                        ("read_file", "edit_file", "run_tests")[i % 3],
-                        extra={
-                            "step": i,
-                            "tokens": 200 + i % 1800,
-                            "cost_usd": round(i * 1e-6, 6),
-                            "model": "gpt-4o-mini",
-                        },
-                    )
-        finally:
-            logger.removeHandler(handler)
+    write_agent_lines(path, n, start=start)
 
 
 #: Runs the measured commands (one JSON request per line on stdin, one answer
