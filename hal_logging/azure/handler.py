@@ -153,7 +153,12 @@ class UploaderSender:
 
         self._fit_row = fit_row
         self.retry_timeout = retry_timeout
-        self.settings = UploadSettings(retry_timeout=retry_timeout, read_timeout=read_timeout)
+        # Inline sends (max_in_flight=0): requests run in the handler's own daemon
+        # sender thread, so a hung request never holds up interpreter exit beyond
+        # close_timeout (a pool thread would be joined at exit).
+        self.settings = UploadSettings(
+            retry_timeout=retry_timeout, read_timeout=read_timeout, max_in_flight=0
+        )
         self.uploader = Uploader(
             dce_endpoint,
             dcr_id,

@@ -89,6 +89,9 @@ Deadline = float | Callable[[], float | None] | None
 class UploadSettings:
     """Tuning knobs; the defaults suit a VM forwarding a benchmark's logs."""
 
+    #: Concurrent requests of one send(). 0: send inline, in the caller's thread,
+    #: one request after the other (no pool thread that interpreter exit would wait
+    #: for while a request hangs: what an in-process logging handler needs).
     max_in_flight: int = 4
     max_request_bytes: int = MAX_REQUEST_BYTES
     compress_level: int = 3  # measured: level 3 costs ~1/5 of level 9 for ~20% more bytes
@@ -465,16 +468,24 @@ class Uploader:
         end = self._deadline_fn(deadline)
         packets = self.pack(encoded)
         cancel = threading.Event()
-        futures = [self._pool.submit(self._deliver, p, end, cancel) for p in packets]
         errors: list[BaseException] = []
-        for fut in futures:
-            try:
-                result.add(fut.result())
-            except _Cancelled:
-                pass
-            except BaseException as exc:
-                cancel.set()
-                errors.append(exc)
+        if self.settings.max_in_flight <= 0:
+            for packet in packets:
+                try:
+                    result.add(self._deliver(packet, end, cancel))
+                except BaseException as exc:
+                    errors.append(exc)
+                    break
+        else:
+            futures = [self._pool.submit(self._deliver, p, end, cancel) for p in packets]
+            for fut in futures:
+                try:
+                    result.add(fut.result())
+                except _Cancelled:
+                    pass
+                except BaseException as exc:
+                    cancel.set()
+                    errors.append(exc)
         with self._totals_lock:
             self.totals.add(result)
         if errors:
