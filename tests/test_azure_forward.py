@@ -24,24 +24,13 @@ import pytest
 
 from hal_logging import _json, schema
 from hal_logging.emulator import MAX_REQUEST_BYTES, REJECT_MARKER, Emulator, FaultPlan
+from hal_logging.emulator.faults import TRANSIENT_KINDS
 from tests.azure_helpers import client_env, started_emulator
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
-ALL_FAULTS = (
-    "429",
-    "429-no-retry-after",
-    "408",
-    "500",
-    "502",
-    "503",
-    "504",
-    "cut",
-    "slow",
-    "stored-500",
-    "stored-cut",
-)
+ALL_FAULTS = TRANSIENT_KINDS
 
 
 def _now(delta: timedelta = timedelta(0)) -> str:

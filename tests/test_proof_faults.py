@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from hal_logging.emulator.faults import TRANSIENT_KINDS
 from tests.azure_helpers import EmulatorProcess, client_env, request_sizes, started_emulator
 from tests.proof_helpers import (
     FORWARD,
@@ -210,19 +211,7 @@ def _assert_summary_complete(
 # Each fault kind alone, then all mixed
 # ---------------------------------------------------------------------------------------------
 
-TRANSIENT = [
-    "429",
-    "429-no-retry-after",
-    "408",
-    "500",
-    "502",
-    "503",
-    "504",
-    "cut",
-    "slow",
-    "stored-500",
-    "stored-cut",
-]
+TRANSIENT = TRANSIENT_KINDS
 
 
 @pytest.mark.parametrize("kind", TRANSIENT)

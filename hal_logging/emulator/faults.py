@@ -50,6 +50,10 @@ ERROR_STATUS: Final[dict[str, int]] = {
     "403": 403,
     "404": 404,
 }
+#: Kinds that end a run with a message, not a retry (the identity, rule or stream is wrong).
+FATAL_KINDS: Final[frozenset[str]] = frozenset({"401", "403", "404"})
+#: Kinds a client must ride out by retrying: every kind but the fatal ones.
+TRANSIENT_KINDS: Final[tuple[str, ...]] = tuple(k for k in FAULT_KINDS if k not in FATAL_KINDS)
 OK: Final = "ok"
 
 
