@@ -334,6 +334,7 @@ class AzureMonitorHandler(logging.Handler):
         self._queue: queue.Queue[bytes] = queue.Queue(self.queue_size)
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._flush_all = threading.Event()  # flush(): send every queued row, not only full batches
         self._start_lock = threading.Lock()
         self._spill_lock = threading.Lock()
         self._count_lock = threading.Lock()
@@ -453,6 +454,7 @@ class AzureMonitorHandler(logging.Handler):
         limit = self.close_timeout if timeout is None else timeout
         with self._progress:
             target = self._enqueued
+        self._flush_all.set()
         self._wake.set()
         with self._progress:
             return self._progress.wait_for(
@@ -578,7 +580,9 @@ class AzureMonitorHandler(logging.Handler):
             woke = self._wake.wait(0 if backlog and self._healthy else self.flush_interval)
             self._wake.clear()
             stopping = self._stopping.is_set()
-            self._drain_queue()
+            flushing = self._flush_all.is_set()
+            self._flush_all.clear()
+            self._drain_queue(everything=stopping or flushing)
             if stopping:
                 while (
                     self._has_backlog()
@@ -587,7 +591,7 @@ class AzureMonitorHandler(logging.Handler):
                     and time.monotonic() < (self._deadline or 0.0)
                 ):
                     self._send_backlog_chunk()
-                    self._drain_queue()
+                    self._drain_queue(everything=True)
                 break
             if backlog and (self._healthy or not woke) and not self._abandoned:
                 self._send_backlog_chunk()
@@ -598,12 +602,22 @@ class AzureMonitorHandler(logging.Handler):
         if not self._abandoned:
             self._park_backlog()
 
-    def _drain_queue(self) -> None:
+    def _drain_queue(self, everything: bool = False) -> None:
+        """Send what is queued; after the first request, only full batches.
+
+        A remainder smaller than ``batch_size`` waits for the next wake-up (the
+        timer, ``batch_size`` rows, an ERROR, flush or close), so a busy logger
+        fills requests instead of sending a few rows each time a request returns.
+        """
+        first = True
         while not self._abandoned:
+            if not (first or everything) and len(self._queue.queue) < self.batch_size:
+                return
             batch = self._take(_MAX_ROWS_PER_SEND)
             if not batch:
                 return
             self._deliver(batch)
+            first = False
 
     def _take(self, limit: int, inflight: bool = True) -> list[bytes]:
         batch: list[bytes] = []
