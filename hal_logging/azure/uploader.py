@@ -343,6 +343,42 @@ class Uploader:
         self._encode(rows, result, keep)
         return parts
 
+    def row_encoder(self) -> Callable[[Row], bytes | None]:
+        """The usual row's exact bytes as :meth:`encode_each` gives them, else None.
+
+        For callers that walk every row anyway (the forwarder's stats): a row
+        whose TimeGenerated is in the window the service keeps and that fits
+        the field limit as it is, serialised by plain orjson; None for any
+        other row (it then takes :meth:`encode_each`, which fixes and cuts).
+        The time window is taken when this is called: call it per batch.
+        """
+        now = datetime.now(timezone.utc)
+        lo = (now - TIME_PAST).strftime("%Y-%m-%dT%H:%M:%S")
+        hi = (now + TIME_FUTURE).strftime("%Y-%m-%dT%H:%M:%S")
+        dumps = orjson.dumps
+        field_limit = schema.MAX_FIELD_BYTES
+
+        def encode(row: Row) -> bytes | None:
+            stamp = row.get("TimeGenerated")
+            if not (
+                type(stamp) is str
+                and len(stamp) >= 20
+                and stamp[-1] == "Z"
+                and stamp[10] == "T"
+                and lo <= stamp[:19] <= hi
+            ):
+                return None
+            try:
+                data = dumps(row)
+            except TypeError:  # orjson.JSONEncodeError too
+                return None
+            if len(data) > field_limit:
+                return None
+            # Exact size: orjson's own result keeps a buffer of ~4 KB (see encode_each).
+            return bytes(memoryview(data))
+
+        return encode
+
     def _encode(
         self, rows: Sequence[Row], result: UploadResult | None, append: Callable[[bytes], None]
     ) -> None:

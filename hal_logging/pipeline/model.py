@@ -13,12 +13,15 @@ record whose delivery (and that of every record before it) was confirmed, and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 Row = dict[str, Any]
 """A row of the table: the thirteen columns of :mod:`hal_logging.schema`, Properties a dict."""
+
+RowEncoder = Callable[[Row], "bytes | None"]
+"""A sink's serialisation of one row (see :meth:`Sink.row_encoder`); None: not this row."""
 
 
 @dataclass(slots=True)
@@ -109,12 +112,32 @@ class Sink(ABC):
     #: DeliveryError. None while reading; the runner sets it when the final
     #: flush starts (``--drain-timeout``).
     deadline: float | None = None
+    #: When > 0: close a batch once the bytes :meth:`prepare` reports reach
+    #: this (the sink's own measure, e.g. JSON bytes of one request), instead
+    #: of waiting for the run's billed-bytes limit. Lets a batch fill exactly
+    #: one request of a size-limited service.
+    batch_bytes: int = 0
 
     @abstractmethod
     def write(self, records: Sequence[Record]) -> WriteResult: ...
 
-    def prepare(self, records: Sequence[Record]) -> None:  # noqa: B027 - optional hook
+    def row_encoder(self) -> RowEncoder | None:
+        """Optional: the sink's serialisation of one row, for the run's stats.
+
+        The stats walk every row anyway to measure it; a sink that sends JSON
+        returns a function here (fresh per call: it may capture the time) that
+        gives a row's exact bytes, or None for a row the sink must handle
+        itself in :meth:`prepare`. The stats then keep those bytes in
+        ``Record.prepared`` and measure the row from them: one serialisation
+        per row instead of two.
+        """
+        return None
+
+    def prepare(self, records: Sequence[Record]) -> int | None:
         """Optional: encode records for ``write`` (into ``Record.prepared``).
+
+        Returns the bytes prepared, in the measure of :attr:`batch_bytes`
+        (None: not measured).
 
         Called on the reading thread when records enter a batch (after the
         filters and the run's stats), while they are still in the CPU cache:
@@ -126,6 +149,7 @@ class Sink(ABC):
         sink may only serialise ``row`` with ``hal_logging._json.dumps`` (as
         the wrap-mode spool does), never index it.
         """
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Called once, after the last write."""

@@ -222,7 +222,9 @@ class Runner:
         self.abort = abort or threading.Event()
         self.live = source.mode in ("follow", "wrap")
         self.commit_checkpoints = not (config.dry_run or config.no_checkpoint)
-        self.batcher = Batcher(config.batch_rows, config.batch_bytes, config.flush_interval)
+        self.batcher = Batcher(
+            config.batch_rows, config.batch_bytes, config.flush_interval, sink.batch_bytes
+        )
         self.gens: dict[str, _Gen] = {}
         self.failure: BaseException | None = None
         self._inflight: deque[tuple[Batch, Future[WriteResult]]] = deque()
@@ -240,6 +242,7 @@ class Runner:
         self._final = False
         self._resend_parsers: list[Parser] = []
         self._prepare = type(sink).prepare is not Sink.prepare
+        self._encode = type(sink).row_encoder is not Sink.row_encoder
         #: Filters that look at each chunk of source bytes first (redaction's
         #: trigger scan, see RedactFilter.prescan).
         self._prescans: list[Callable[[str, str, bytes, int], None]] = [
@@ -278,13 +281,12 @@ class Runner:
             recs = self._filter(recs)
         if not recs:
             return
-        nbytes = self.stats.add_records(recs)
+        nbytes = self.stats.add_records(recs, self.sink.row_encoder() if self._encode else None)
         if self.failure is not None:
             self._keep_undelivered(recs)
             return
-        if self._prepare:
-            self.sink.prepare(recs)
-        self.batcher.add(recs, now, nbytes)
+        sink_bytes = self.sink.prepare(recs) if self._prepare else None
+        self.batcher.add(recs, now, nbytes, sink_bytes)
 
     # -- batches and checkpoints ---------------------------------------------------
 

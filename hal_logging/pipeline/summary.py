@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from hal_logging import _json, schema
-from hal_logging.pipeline.model import Record, Row
+from hal_logging.pipeline.model import Record, Row, RowEncoder
 
 _GB = 1_000_000_000
 _STRING_COLS = tuple(c for c in schema.COLUMN_NAMES if c != "Properties")
@@ -45,6 +45,12 @@ _get_strings = operator.itemgetter(*_STRING_COLS)
 _LEVEL_I = _STRING_COLS.index("Level")
 _LOGGER_I = _STRING_COLS.index("LoggerName")
 _TASK_I = _STRING_COLS.index("TaskID")
+_NCOLS = len(schema.COLUMN_NAMES)
+#: A row's JSON minus its column text: keys, quotes, colons, commas, braces
+#: (the same for any order of the keys). Exact when no string value needs an escape.
+_JSON_OVERHEAD = len(orjson.dumps({**dict.fromkeys(_STRING_COLS, ""), "Properties": None})) - len(
+    b"null"
+)
 
 
 @dataclass
@@ -85,20 +91,26 @@ class RunStats:
         if task:
             self.tasks.add(task)
 
-    def add_records(self, records: list[Record]) -> int:
+    def add_records(self, records: list[Record], encode: RowEncoder | None = None) -> int:
         """Size (``Record.size`` = billed bytes) and count records handed to the sink.
 
-        The hot path of the forwarder: Properties is serialised here once
-        (``Record.columns``, which the SQLite sink then stores as is), the
+        The hot path of the forwarder: each row is serialised here once, the
         string columns are measured with one join and one ``isascii``, and the
         counters are updated once per (level, logger) of the call, not per row.
-        Rows with odd values take the slow path. Returns the records' total size.
+        Without ``encode``, Properties is serialised (``Record.columns``, which
+        the SQLite sink then stores as is). With ``encode`` (a JSON sink's
+        :meth:`~hal_logging.pipeline.model.Sink.row_encoder`) the whole row is,
+        into ``Record.prepared``, and the row is measured from those bytes: a
+        row's JSON is its column text plus a constant for the keys, whenever no
+        string column needs escaping. Rows with odd values take the slow path.
+        Returns the records' total size.
         """
         dumps = _json.dumps
         fast_dumps = orjson.dumps  # plain orjson first: the wrapper's call costs per row
         opts = orjson.OPT_NON_STR_KEYS
         get = _get_strings
         level_i, logger_i, task_i = _LEVEL_I, _LOGGER_I, _TASK_I
+        overhead, ncols = _JSON_OVERHEAD, _NCOLS
         groups: dict[tuple[str, str], list[int]] = {}
         tasks = self.tasks
         last_task = ""
@@ -109,18 +121,39 @@ class RunStats:
             try:
                 vals = get(row)
                 text = "".join(vals)
+                level, logger, task = vals[level_i], vals[logger_i], vals[task_i]
+                data = encode(row) if encode is not None else None
+                if data is not None:
+                    r.prepared = data
+                    if (
+                        len(row) == ncols
+                        and '"' not in text
+                        and "\\" not in text
+                        and text.isprintable()  # no control characters (JSON escapes them)
+                    ):
+                        size = len(data) - overhead
+                        r.size = size
+                        r.raw = None
+                        if level != last_level or logger != last_logger:
+                            last_level, last_logger = level, logger
+                            acc = groups.setdefault((level, logger), [0, 0])
+                        acc[0] += 1
+                        acc[1] += size
+                        if task and task != last_task:
+                            tasks.add(task)
+                            last_task = task
+                        continue
                 props = row["Properties"]
                 try:
                     pj = fast_dumps(props, option=opts).decode("utf-8")
                 except (TypeError, orjson.JSONEncodeError):
                     pj = dumps(props).decode("utf-8")  # odd values: never raises
-                if type(props) is dict:
+                if type(props) is dict and encode is None:
                     r.columns = (*vals, pj)
                 # isascii() is O(1) on a str: most rows are measured without encoding
                 size = (
                     len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
                 ) + (len(pj) if pj.isascii() else len(pj.encode("utf-8", "surrogatepass")))
-                level, logger, task = vals[level_i], vals[logger_i], vals[task_i]
             except (KeyError, TypeError):
                 size = billed_bytes(row, dumps(row.get("Properties") or {}))
                 level = str(row.get("Level") or "INFO")

@@ -28,7 +28,7 @@ import orjson
 from hal_logging.azure.credentials import CREDENTIAL_KINDS
 from hal_logging.azure.uploader import Uploader, UploadResult, UploadSettings
 from hal_logging.pipeline.config import ForwardConfig
-from hal_logging.pipeline.model import DeliveryError, Record, Sink, WriteResult
+from hal_logging.pipeline.model import DeliveryError, Record, RowEncoder, Sink, WriteResult
 
 BACKOFF_ENV = "HAL_LOGGING_AZURE_BACKOFF"
 DEAD_LETTER_SUFFIX = ".hal-deadletter.jsonl"
@@ -55,13 +55,11 @@ def default_dead_letter(config: ForwardConfig) -> str:
 def batches_in_flight(requests: int) -> int:
     """Concurrent ``write`` calls for ``requests`` concurrent requests.
 
-    A default batch (1 MB of billed text, ~1.4 MiB of JSON) makes about two
-    requests, which the uploader sends in parallel; so half as many batches as
-    requests keep ``requests`` on the wire. Measured (benchmarks/azure.py):
-    same throughput as one batch per request, ~20 MB less peak RSS, because
-    every batch waiting in the runner holds its rows as Python objects.
+    A batch is closed when its rows fill most of one request
+    (:attr:`AzureSink.batch_bytes`), so it is usually sent as one request:
+    one batch per request in flight.
     """
-    return max(1, (max(1, requests) + 1) // 2)
+    return max(1, requests)
 
 
 class AzureSink(Sink):
@@ -70,6 +68,9 @@ class AzureSink(Sink):
     def __init__(self, uploader: Uploader, *, max_in_flight: int = 4) -> None:
         self.uploader = uploader
         self.max_in_flight = max(1, max_in_flight)
+        # One request's worth of JSON per batch (``[`` + rows + commas + ``]``): the
+        # batcher closes a batch before the next chunk's rows would not fit.
+        self.batch_bytes = uploader.settings.max_request_bytes - 2
         self.dead_letter_path = str(uploader.dead_letter) if uploader.dead_letter else None
         #: Notes of rows prepared on the reading thread (TimeGenerated fixed, rows cut).
         self._prepare_notes: list[str] = []
@@ -125,33 +126,49 @@ class AzureSink(Sink):
         )
         return cls(uploader, max_in_flight=batches_in_flight(settings.max_in_flight))
 
-    def prepare(self, records: Sequence[Record]) -> None:
+    def row_encoder(self) -> RowEncoder:
+        """The uploader's encoding of the usual row (time in the window, fits as is)."""
+        return self.uploader.row_encoder()
+
+    def prepare(self, records: Sequence[Record]) -> int:
         """Serialise the rows now, on the reading thread, and let their dicts go.
 
         Each record keeps its row as the exact bytes that will be sent
-        (``Record.prepared``, fitted and time-checked by the uploader), and
-        ``Record.row`` becomes an ``orjson.Fragment`` of those bytes: the
-        wrap-mode spool's ``_json.dumps(row)`` still writes the same row, but
-        a batch waiting for its turn no longer holds ~2 KB of Python objects
-        per row (measured: peak RSS 85 -> 67 MB in benchmarks/azure.py).
-        ``Record.columns`` is dropped too: this sink sends JSON, not columns.
+        (``Record.prepared``: most were made by :meth:`row_encoder` during
+        the run's stats; the rest, fitted and time-checked, by the uploader
+        here), and ``Record.row`` becomes an ``orjson.Fragment`` of those
+        bytes: the wrap-mode spool's ``_json.dumps(row)`` still writes the
+        same row, but a batch waiting for its turn no longer holds ~2 KB of
+        Python objects per row (measured: peak RSS 85 -> 67 MB in
+        benchmarks/azure.py). ``Record.columns`` is dropped too: this sink
+        sends JSON, not columns. Returns the JSON bytes of the rows (with a
+        comma each), the measure of :attr:`batch_bytes`.
         """
         if not records:
-            return
-        result = UploadResult()
-        try:
-            datas = self.uploader.encode_each([r.row for r in records], result)
-        except Exception:  # never fail here: write() encodes what is not prepared
-            return
+            return 0
+        missing = [r for r in records if type(r.prepared) is not bytes]
+        if missing:
+            result = UploadResult()
+            try:
+                datas = self.uploader.encode_each([r.row for r in missing], result)
+            except Exception:  # never fail here: write() encodes what is not prepared
+                datas = []
+            else:
+                for r, data in zip(missing, datas, strict=True):
+                    r.prepared = data
+            for note in result.notes:
+                if note not in self._prepare_notes:
+                    self._prepare_notes.append(note)
         fragment = _FRAGMENT
-        for r, data in zip(records, datas, strict=True):
-            r.prepared = data
-            r.columns = None
-            if fragment is not None:
-                r.row = fragment(data)
-        for note in result.notes:
-            if note not in self._prepare_notes:
-                self._prepare_notes.append(note)
+        total = 0
+        for r in records:
+            data = r.prepared
+            if type(data) is bytes:
+                total += len(data) + 1
+                r.columns = None
+                if fragment is not None:
+                    r.row = fragment(data)
+        return total
 
     def _encoded(self, records: Sequence[Record], result: UploadResult) -> list[bytes]:
         """Each record's row as sent: prepared bytes, else encoded here."""
