@@ -464,3 +464,26 @@ def test_sink_prepare_serialises_once_and_keeps_the_row_writable() -> None:
         sink.close()
     # A batch fills about one request (AzureSink.batch_bytes): one batch per request in flight.
     assert [batches_in_flight(n) for n in (0, 1, 2, 3, 4, 8)] == [1, 1, 2, 3, 4, 8]
+
+
+def test_client_reads_proxy_and_ca_settings_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxies (with NO_PROXY) and the CA bundle come from the environment at start,
+    not on every request: the session no longer looks at the environment itself."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    up = Uploader("https://127.0.0.1:8443", "dcr-test", credential="managed-identity")
+    try:
+        transport = up.client()._client._pipeline._transport
+        assert transport.session.trust_env is False
+        assert transport.session.proxies.get("https") == "http://127.0.0.1:9"
+        assert transport.connection_config.verify == "/nonexistent/ca.pem"
+    finally:
+        up.close()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    up = Uploader("https://127.0.0.1:8443", "dcr-test", credential="managed-identity")
+    try:
+        assert "https" not in up.client()._client._pipeline._transport.session.proxies
+    finally:
+        up.close()

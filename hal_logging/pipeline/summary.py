@@ -125,11 +125,13 @@ class RunStats:
                 data = encode(row) if encode is not None else None
                 if data is not None:
                     r.prepared = data
-                    if (
-                        len(row) == ncols
-                        and '"' not in text
-                        and "\\" not in text
-                        and text.isprintable()  # no control characters (JSON escapes them)
+                    if len(row) == ncols and (
+                        b"\\" not in data  # no escape anywhere: the usual row
+                        or (
+                            '"' not in text
+                            and "\\" not in text
+                            and text.isprintable()  # no control characters (JSON escapes them)
+                        )
                     ):
                         size = len(data) - overhead
                         r.size = size
