@@ -67,6 +67,10 @@ def rows(draw: st.DrawFn) -> dict[str, Any]:
         row["Properties"]["long"] = "x" * draw(st.sampled_from([10, 70_000]))
     if draw(st.integers(0, 9)) == 0:
         row["Extra"] = "an undeclared column"  # rows with more keys are measured the slow way
+    if draw(st.integers(0, 19)) == 0:  # not from the parser: measured, if less exactly
+        row[draw(st.sampled_from(["TaskID", "Message", "Level"]))] = draw(
+            st.sampled_from([None, 7, 2.5])
+        )
     return row
 
 
@@ -79,6 +83,9 @@ def test_encoded_rows_and_sizes_equal_the_careful_path(batch: list[dict[str, Any
         encoded = [Record(copy.deepcopy(r), "stdout", i, i + 1) for i, r in enumerate(batch)]
         total_plain = RunStats().add_records(plain)
         total_encoded = RunStats().add_records(encoded, uploader.row_encoder())
+        if not all(type(row[c]) is str for row in batch for c in _STRING_COLS):
+            assert all(r.size > 0 for r in encoded)  # an odd row: measured, never an error
+            return
         assert total_encoded == total_plain
         for a, b, row in zip(plain, encoded, batch, strict=True):
             assert b.size == a.size

@@ -20,8 +20,9 @@ from typing import Any
 Row = dict[str, Any]
 """A row of the table: the thirteen columns of :mod:`hal_logging.schema`, Properties a dict."""
 
-RowEncoder = Callable[[Row], "bytes | None"]
-"""A sink's serialisation of one row (see :meth:`Sink.row_encoder`); None: not this row."""
+RowEncoder = Callable[[Sequence[Row]], "list[bytes | None]"]
+"""A sink's serialisation of rows (see :meth:`Sink.row_encoder`): each row's bytes, or
+None for a row the sink encodes itself."""
 
 
 @dataclass(slots=True)
@@ -126,7 +127,7 @@ class Sink(ABC):
 
         The stats walk every row anyway to measure it; a sink that sends JSON
         returns a function here (fresh per call: it may capture the time) that
-        gives a row's exact bytes, or None for a row the sink must handle
+        gives each row's exact bytes, or None for a row the sink must handle
         itself in :meth:`prepare`. The stats then keep those bytes in
         ``Record.prepared`` and measure the row from them: one serialisation
         per row instead of two.
