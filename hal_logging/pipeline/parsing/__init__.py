@@ -98,8 +98,27 @@ _loads: Final = orjson.loads
 _WIRE_VERSION: Final = schema.WIRE_VERSION
 _VERSION_KEY: Final = schema.WIRE_VERSION_KEY
 _WIRE_LEN: Final = len(schema.COLUMN_NAMES) + 1  # the columns and the version marker
-#: The twelve text columns (all but Properties), TimeGenerated first.
-_get_strings: Final = operator.itemgetter(*schema.COLUMN_NAMES[:-1])
+#: orjson's own objects for the wire keys. orjson keeps a cache of map keys for
+#: the process, so the lines it parses share these very objects: a dict lookup
+#: that finds the same object skips comparing strings (measured: the fast path's
+#: 14 lookups cost half). If the cache ever drops one, lookups still work (by
+#: equality), only slower.
+_KEY: Final[dict[str, str]] = {
+    k: k for k in _loads(orjson.dumps(dict.fromkeys((_VERSION_KEY, *schema.COLUMN_NAMES), 0)))
+}
+_K_VERSION: Final = _KEY[_VERSION_KEY]
+#: The wire fast path's text columns that change from line to line (it gets
+#: Properties and the version marker with them)...
+_HEAD_COLUMNS: Final = ("TimeGenerated", "Level", "Message", "LoggerName")
+_get_head: Final = operator.itemgetter(
+    *(_KEY[c] for c in (*_HEAD_COLUMNS, "Properties", _VERSION_KEY))
+)
+#: ... and the context columns (CONTRACT §3), the same from line to line: checked
+#: (types, trust rule) only when they change.
+_CTX_COLUMNS: Final = tuple(c.name for c in schema.CONTEXT_COLUMNS)
+_CTX_INDEX: Final = {c: i for i, c in enumerate(_CTX_COLUMNS)}
+_get_ctx: Final = operator.itemgetter(*(_KEY[c] for c in _CTX_COLUMNS))
+assert sorted(_HEAD_COLUMNS + _CTX_COLUMNS) == sorted(schema.COLUMN_NAMES[:-1])
 _PROP_HAL: Final = schema.PROP_HAL
 _HAL_STREAM: Final = schema.HAL_STREAM
 _HAL_RECORD_ID: Final = schema.HAL_RECORD_ID
@@ -128,6 +147,7 @@ def record_id(source: str, stream: str, start: int) -> str:
 
 
 _OFFSET_HEX: Final = "%012x"
+_start_of: Final = operator.attrgetter("start")
 
 
 def _id_prefix(source: str, stream: str) -> str:
@@ -181,18 +201,39 @@ class Parser:
         self._prefixes: dict[str, str] = {}  # stream -> its record ids' prefix
         self._last_received = -1.0
         self._last_received_str = ""
-        # The wire fast path's trust check: the context columns' values as one
-        # tuple, compared at once with the trusted values (the container usually
-        # claims exactly those) or with the last claims that differed only by
-        # being empty (a container that does not know its context).
-        trust_cols = [c for c, _ in self._trust]
-        # (one key more than needed: itemgetter of a single key would not return a tuple)
-        self._trust_get = operator.itemgetter(*trust_cols, trust_cols[0])
-        self._trust_vals = self._trust_get(dict(self._trust))
-        self._trust_map = dict(self._trust)
-        self._claims_ok: tuple[str, ...] | None = None
-        self._stream_prefix = _id_prefix(source, self.stream)
-        self._time_head = ""  # "YYYY-MM-DDTHH:MM:SS." of the last canonical time seen
+        # The wire fast path's trust check (see _wire_run): the context columns'
+        # values as one tuple, compared at once with those of a line before that
+        # passed; the trusted columns' claims among them compared with the trusted
+        # values (the container usually claims exactly those) or with the last
+        # claims that differed only by being empty (a container that does not
+        # know its context). (One index more than needed in trust_get: itemgetter
+        # of a single one would not return a tuple.)
+        trust_idx = [_CTX_INDEX[c] for c, _ in self._trust]
+        trust_get = operator.itemgetter(*trust_idx, trust_idx[0])
+        trusted_ctx = dict.fromkeys(_CTX_COLUMNS, "") | dict(self._trust)
+        #: What the wire fast path reads per run, unpacked at once (see _wire_run).
+        self._fast = (
+            self.stream,
+            source,
+            trust_get,
+            trust_get(tuple(trusted_ctx.values())),
+            {_KEY[c]: v for c, v in self._trust},
+            self._trust,
+        )
+        #: And what it remembers from line to line: the last context that passed,
+        #: whether its claims had blanks to fill, the last claims with blanks, and
+        #: "YYYY-MM-DDTHH:MM:SS." of the last canonical time seen.
+        self._fast_state: tuple[tuple[str, ...] | None, bool, tuple[str, ...] | None, str] = (
+            None,
+            False,
+            None,
+            "",
+        )
+        # A record id is this prefix and the offset (see record_id); as formats
+        # (hex digits: no "%" in the prefix), for one id and for a chunk's ids.
+        self._id_one = _id_prefix(source, self.stream) + _OFFSET_HEX
+        self._id_format = self._id_one + " "
+        self._read_time_hit = False  # a fast-path row of this chunk has the read time
         self.resend = resend
         #: With ``resend``: rows that kept their record id, context and
         #: Properties.hal; those of them that carried a dead-letter answer; and
@@ -217,56 +258,57 @@ class Parser:
         """Records completed by ``line`` (possibly none, possibly a held group)."""
         data = line.data
         try:
-            if (
-                self._wire_first
-                and line.length < 0
-                and data.startswith(_WIRE_PREFIX)
-                and not self._held
-            ):
-                if self._skip_from is None and len(data) <= _SMALL:
-                    try:
-                        record = self._wire_fast(data, line.start, line.end)
-                    except Exception:  # anything unforeseen: the careful path decides
-                        record = None
+            if self._wire_first and data.startswith(_WIRE_PREFIX) and not self._held:
+                if self._skip_from is None:  # (_wire_run checks the line's length)
+                    out: list[Record] = []
+                    if self._wire_run([line], 0, [self._id_one % line.start], out, None):
+                        return out
+                if line.length < 0:
+                    record = self._wire(
+                        data, self.stream, line.start, line.end, line.received, None, "", len(data)
+                    )
                     if record is not None:
                         return [record]
-                record = self._wire(
-                    data, self.stream, line.start, line.end, line.received, None, "", len(data)
-                )
-                if record is not None:
-                    return [record]
             return self._route(line)
         except Exception as exc:  # defined behaviour for anything unforeseen: a row
             return self._fallback(line, exc)
 
     def feed_many(self, lines: list[Line]) -> list[Record]:
-        """``feed`` over the lines of one chunk, in order (the forwarder's hot loop:
-        wire lines take the fast path without a call to ``feed`` each)."""
+        """``feed`` over the lines of one chunk, in order, then the read-time walk
+        (:func:`_clamp_read_times`). The forwarder's hot loop: runs of wire lines
+        take the fast path without a call to ``feed`` each."""
         out: list[Record] = []
-        append = out.append
-        fast = self._wire_fast
-        feed = self.feed  # (tries the fast path again for a line it refused: rare)
-        wire_first = self._wire_first
-        for line in lines:
-            data = line.data
+        n = len(lines)
+        if not n:
+            return out
+        read_time = self._received(lines[-1].received)
+        self._read_time_hit = False
+        slow = False  # a line went through feed(): its row may carry the read time
+        feed = self.feed
+        wire = self._wire_first
+        ids: list[str] | None = None
+        i = 0
+        while i < n:
+            line = lines[i]
             if (
-                wire_first
-                and line.length < 0
+                wire
+                and line.data.startswith(_WIRE_PREFIX)
                 and not self._held
                 and self._skip_from is None
-                and len(data) <= _SMALL
-                and data.startswith(_WIRE_PREFIX)
             ):
-                try:
-                    record = fast(data, line.start, line.end)
-                except Exception:  # anything unforeseen: the careful path decides
-                    record = None
-                if record is not None:
-                    append(record)
-                    continue
-            out.extend(feed(line))
-        if lines and len(out) > 1:
-            _clamp_read_times(out, self._received(lines[-1].received))
+                if ids is None:
+                    # The lines' record ids, formatted at once (one call, not one a line).
+                    ids = (self._id_format * n % tuple(map(_start_of, lines))).split()
+                i = self._wire_run(lines, i, ids, out, read_time)
+                if i == n:
+                    break
+                line = lines[i]  # the line it did not take
+            i += 1
+            out.extend(feed(line))  # (tries the fast path again for a line it refused: rare)
+            slow = True
+        if (slow or self._read_time_hit) and len(out) > 1:
+            # (Only fast-path rows, none at the read time: the walk would change nothing.)
+            _clamp_read_times(out, read_time)
         return out
 
     def poll(self, now: float) -> list[Record]:
@@ -466,69 +508,111 @@ class Parser:
         return self._last_received_str
 
     def _wire_fast(self, data: bytes, start: int, end: int) -> Record | None:
-        """A wire line exactly as ``configure()`` writes it, or None (the careful path).
+        """One wire line through the fast path (see :meth:`_wire_run`), or None."""
+        out: list[Record] = []
+        line = Line(data, self.stream, start, end, 0.0)
+        self._wire_run([line], 0, [self._id_one % start], out, None)
+        return out[0] if out else None
+
+    def _wire_run(
+        self,
+        lines: list[Line],
+        i: int,
+        ids: list[str],
+        out: list[Record],
+        read_time: str | None,
+    ) -> int:
+        """Wire lines exactly as ``configure()`` writes them, while they come.
+
+        Takes ``lines`` from index ``i`` (``ids`` holds their record ids) and
+        appends their records to ``out`` until a line it does not take; returns
+        that line's index (for :meth:`feed`: the careful path), or
+        ``len(lines)``. The caller checks that no group is held and no blank
+        line is pending (nothing here changes either).
 
         The hot path of the forwarder: one ``orjson.loads``, the keys and the
         value types checked at once, the time by its shape, the trust rule by
         one tuple comparison; the parsed object becomes the row (keys in the
         line's order: ``configure()`` writes the table's). Anything
         unusual (odd types, a Properties.hal, differing claims, a long line, a
-        blank line before it) returns None and takes the careful path, which
-        gives the same row for the lines this one accepts.
+        blank line before it) is not taken, and the careful path gives the same
+        row for the lines this one takes. A row whose time is ``read_time`` sets
+        ``_read_time_hit`` (:func:`_clamp_read_times` must look at the chunk).
         """
+        stream, source, trust_get, trust_vals, trust_map, trust = self._fast
+        ctx_ok, blanks, claims_ok, time_head = self._fast_state
+        append = out.append
+        hit = False
+        k = i
         try:
-            obj = _loads(data)
-        except _json.JSONDecodeError:
-            return None
-        if type(obj) is not dict or len(obj) != _WIRE_LEN:
-            return None
-        try:
-            # The twelve text columns present and str (KeyError, TypeError); with
-            # the marker and Properties that is all 14 keys: no unknown key.
-            "".join(_get_strings(obj))
-            props = obj["Properties"]
-            version = obj[_VERSION_KEY]
-        except (KeyError, TypeError):
-            return None
-        msg = obj["Message"]
-        if (
-            type(version) is not int
-            or version != _WIRE_VERSION
-            or type(props) is not dict
-            or _PROP_HAL in props
-            or obj["Level"] not in LEVEL_SET
-            or "\x00" in msg
-            or "\x1b" in msg
-            or "\x9b" in msg
-        ):
-            return None
-        tg = obj["TimeGenerated"]
-        if tg[:20] != self._time_head or len(tg) != 27 or tg[26] != "Z":
-            # Not the second of the line before: the full check (once per second).
-            if not canonical(tg):
-                return None
-            self._time_head = tg[:20]
-        elif not tg[20:26].isdigit() or not tg.isascii():  # the fraction: 6 ASCII digits
-            return None
-        claims = self._trust_get(obj)
-        if claims != self._trust_vals:
-            if claims != self._claims_ok:
-                # Does the container claim anything that differs (not just blanks)?
-                for (_col, value), claim in zip(self._trust, claims, strict=False):
-                    if claim and claim != value:
-                        return None  # a claim to keep: the careful path records it
-                self._claims_ok = claims
-            obj.update(self._trust_map)
-        del obj[_VERSION_KEY]
-        stream = self.stream
-        props[_PROP_HAL] = {
-            _HAL_STREAM: stream,
-            _HAL_RECORD_ID: self._stream_prefix + _OFFSET_HEX % start,
-            _HAL_FORMAT: "wire",
-            _HAL_OFFSET: start,
-        }
-        # No backslash: every string of the row is verbatim in the line (see Record.raw).
-        return Record(obj, stream, start, end, self.source, 0, None if b"\\" in data else data)
+            for k in range(i, len(lines)):  # (k: the index returned)
+                line = lines[k]
+                data = line.data
+                if line.length >= 0 or len(data) > _SMALL or not data.startswith(_WIRE_PREFIX):
+                    break
+                obj = _loads(data)  # a dict: the line starts with "{"
+                if len(obj) != _WIRE_LEN:
+                    break
+                # The twelve text columns present (else KeyError: not taken); with
+                # the marker and Properties that is all 14 keys.
+                tg, level, msg, logger, props, version = _get_head(obj)
+                ctx = _get_ctx(obj)
+                del obj[_K_VERSION]
+                start = line.start
+                raw = None if 92 in data else data
+                hal = {
+                    _HAL_STREAM: stream,
+                    _HAL_RECORD_ID: ids[k],
+                    _HAL_FORMAT: "wire",
+                    _HAL_OFFSET: start,
+                }
+                if (
+                    type(msg) is not str
+                    or type(logger) is not str
+                    or type(version) is not int
+                    or version != _WIRE_VERSION
+                    # Properties an object without "hal" (else AttributeError: not taken)
+                    or props.setdefault(_PROP_HAL, hal) is not hal
+                    or level not in LEVEL_SET
+                    or "\x9b" in msg
+                    or (raw is None and ("\x00" in msg or "\x1b" in msg))
+                ):
+                    break  # (obj was changed: the careful path parses the line again)
+                if tg[:20] != time_head or len(tg) != 27 or tg[26] != "Z":
+                    # Not the second of the line before: the full check (once per second;
+                    # a TimeGenerated that is not a str always comes here, or raises).
+                    if type(tg) is not str or not canonical(tg):
+                        break
+                    time_head = tg[:20]
+                elif not tg[20:26].isdigit() or not tg.isascii():  # the fraction: 6 ASCII digits
+                    break
+                if tg == read_time:
+                    hit = True
+                if ctx != ctx_ok:  # (else the context of a line before: known good)
+                    "".join(ctx)  # all text (else TypeError: not taken)
+                    claims = trust_get(ctx)
+                    if claims == trust_vals:
+                        blanks = False
+                    elif claims == claims_ok or not _claims_differ(trust, claims):
+                        # Nothing claimed that differs, only blanks: fill them in.
+                        blanks = True
+                        claims_ok = claims
+                    else:
+                        break  # a claim to keep: the careful path records it
+                    ctx_ok = ctx
+                if blanks:
+                    obj.update(trust_map)
+                # No backslash (92): every string of the row is verbatim in the line
+                # (see Record.raw).
+                append(Record(obj, stream, start, line.end, source, 0, raw))
+            else:
+                k = len(lines)
+        except Exception:  # anything unforeseen (a missing key...): the careful path decides
+            pass
+        self._fast_state = (ctx_ok, blanks, claims_ok, time_head)
+        if hit:
+            self._read_time_hit = True
+        return k
 
     def _wire(
         self,
@@ -743,6 +827,13 @@ class Parser:
             self._record(row, hal, self.stream, line.start, line.end, "text", len(line.data))
         )
         return out
+
+
+def _claims_differ(trust: tuple[tuple[str, str], ...], claims: tuple[str, ...]) -> bool:
+    """True when a claim is non-empty and not the trusted value (the trust rule keeps it)."""
+    return any(
+        claim and claim != value for (_col, value), claim in zip(trust, claims, strict=False)
+    )
 
 
 def _clamp_read_times(records: list[Record], read_time: str) -> None:
