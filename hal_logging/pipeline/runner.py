@@ -51,7 +51,6 @@ from hal_logging.pipeline.batching import Batch, Batcher
 from hal_logging.pipeline.checkpoint import CheckpointStore
 from hal_logging.pipeline.config import ForwardConfig
 from hal_logging.pipeline.framing import Framer
-from hal_logging.pipeline.memory import release_free_memory
 from hal_logging.pipeline.model import DeliveryError, Filter, Record, Sink, WriteResult
 from hal_logging.pipeline.parsing import Parser, record_id
 from hal_logging.pipeline.sources import Chunk, Closed, Event, FileInput, Idle, Opened, Source
@@ -101,10 +100,6 @@ def _now_iso() -> str:
 #: (CPython's default is 700): more than a batch's rows make while they wait,
 #: so most rows are freed (by reference counting) before any collection.
 GC_YOUNG_THRESHOLD = 200_000
-#: Follow/wrap mode: once idle with nothing in flight, after this much input since
-#: the last time and at most this often, return freed heap pages to the system.
-RELEASE_AFTER_BYTES = 16 * 1024 * 1024
-RELEASE_INTERVAL = 10.0
 
 
 @contextlib.contextmanager
@@ -245,8 +240,6 @@ class Runner:
         self._last_commit = time.monotonic()
         self._commit_interval = 0.0 if sink.name in COMMIT_EVERY_BATCH else CHECKPOINT_INTERVAL
         self._final = False
-        self._released_at_bytes = 0
-        self._released_at = 0.0
         self._resend_parsers: list[Parser] = []
         self._prepare = type(sink).prepare is not Sink.prepare
         self._encode = type(sink).row_encoder is not Sink.row_encoder
@@ -467,7 +460,6 @@ class Runner:
                             self._accept(recs, now)
                             if self._dirty_since is None:
                                 self._dirty_since = now
-                    self._maybe_release_memory(now)
                 self._timers(now)
                 if self.failure is not None and self.source.mode != "wrap":
                     break
@@ -478,24 +470,6 @@ class Runner:
                     close()
         self._finish()
         return stats
-
-    def _maybe_release_memory(self, now: float) -> None:
-        """Idle after a burst (caught up, nothing in flight): give freed memory back.
-
-        See :mod:`hal_logging.pipeline.memory`. At most every
-        :data:`RELEASE_INTERVAL` seconds, and only once :data:`RELEASE_AFTER_BYTES`
-        were read since the last time: a quiet run never pays for it.
-        """
-        read = self.stats.bytes_read
-        if (
-            read - self._released_at_bytes >= RELEASE_AFTER_BYTES
-            and now - self._released_at >= RELEASE_INTERVAL
-            and not self._inflight
-        ):
-            self._released_at_bytes = read
-            self._released_at = now
-            if release_free_memory():
-                self.stats.memory_releases += 1
 
     def _close(self, ev: Closed, now: float) -> None:
         g = self.gens[ev.gen]

@@ -118,8 +118,6 @@ class RunStats:
     command_seconds: float | None = None
     exit_status: int = 0
     interrupted: str | None = None
-    #: Follow/wrap mode: times freed memory was returned to the system after a burst.
-    memory_releases: int = 0
     elapsed: float = 0.0
 
     def count_row(self, row: Row, size: int) -> None:
@@ -305,8 +303,6 @@ class RunStats:
             out["command_seconds"] = round(self.command_seconds or 0.0, 3)
         if self.interrupted:
             out["interrupted"] = self.interrupted
-        if self.memory_releases:
-            out["memory_releases"] = self.memory_releases
         if price_per_gb is not None and tasks_per_month is not None:
             out["cost"] = self.cost_report(price_per_gb, tasks_per_month)
         return out
