@@ -256,10 +256,16 @@ class Parser:
 
     def feed(self, line: Line) -> list[Record]:
         """Records completed by ``line`` (possibly none, possibly a held group)."""
+        return self._feed(line, True)
+
+    def _feed(self, line: Line, fast: bool) -> list[Record]:
+        """:meth:`feed`; ``fast=False`` for a line the fast path has just refused
+        (:meth:`feed_many`): not tried twice, which would cost each such line (a
+        wire line with a claim to keep, say) a second parse."""
         data = line.data
         try:
             if self._wire_first and data.startswith(_WIRE_PREFIX) and not self._held:
-                if self._skip_from is None:  # (_wire_run checks the line's length)
+                if fast and self._skip_from is None:  # (_wire_run checks the line's length)
                     out: list[Record] = []
                     if self._wire_run([line], 0, [self._id_one % line.start], out, None):
                         return out
@@ -284,7 +290,7 @@ class Parser:
         read_time = self._received(lines[-1].received)
         self._read_time_hit = False
         slow = False  # a line went through feed(): its row may carry the read time
-        feed = self.feed
+        feed = self._feed
         wire = self._wire_first
         ids: list[str] | None = None
         i = 0
@@ -302,9 +308,12 @@ class Parser:
                 i = self._wire_run(lines, i, ids, out, read_time)
                 if i == n:
                     break
-                line = lines[i]  # the line it did not take
-            i += 1
-            out.extend(feed(line))  # (tries the fast path again for a line it refused: rare)
+                line = lines[i]  # the line it did not take: the careful path
+                i += 1
+                out.extend(feed(line, False))
+            else:
+                i += 1
+                out.extend(feed(line, True))
             slow = True
         if (slow or self._read_time_hit) and len(out) > 1:
             # (Only fast-path rows, none at the read time: the walk would change nothing.)
