@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_bytes_size,
         default=1_000_000,
         metavar="BYTES",
-        help="bytes per batch (default 1MB)",
+        help="billed bytes per batch (default 1MB); the Azure output also closes a batch "
+        "once its JSON fills one request (1 MiB)",
     )
     g.add_argument(
         "--flush-interval",
