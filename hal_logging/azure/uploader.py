@@ -379,14 +379,7 @@ class Uploader:
         canonical_times = _CANONICAL_TIMES.fullmatch
 
         def one(row: Row) -> bytes | None:
-            stamp = row.get("TimeGenerated")
-            if not (
-                type(stamp) is str
-                and len(stamp) >= 20
-                and stamp[-1] == "Z"
-                and stamp[10] == "T"
-                and lo <= stamp[:19] <= hi
-            ):
+            if not _plainly_in_window(row.get("TimeGenerated"), lo, hi):
                 return None
             try:
                 data = dumps(row)
@@ -431,14 +424,7 @@ class Uploader:
         first_bad: Any = None
         for row in rows:
             stamp = row.get("TimeGenerated")
-            # Hot path inlined: the usual "YYYY-MM-DDTHH:MM:SS.ffffffZ" compares as text.
-            if not (
-                type(stamp) is str
-                and len(stamp) >= 20
-                and stamp[-1] == "Z"
-                and stamp[10] == "T"
-                and lo <= stamp[:19] <= hi
-            ) and not _time_ok(stamp, lo, hi, now):
+            if not _plainly_in_window(stamp, lo, hi) and not _time_ok(stamp, lo, hi, now):
                 row = _with_original_time(row, stamp, now_text)
                 if not fixed:
                     first_bad = stamp
@@ -849,6 +835,20 @@ def _retry_after(response: Any) -> float | None:
             when = when.replace(tzinfo=timezone.utc)
         return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
     return None
+
+
+def _plainly_in_window(stamp: Any, lo: str, hi: str) -> bool:
+    """The usual "YYYY-MM-DDTHH:MM:SS.ffffffZ" inside [lo, hi], compared as text.
+
+    False says nothing yet: :func:`_time_ok` decides for any other form.
+    """
+    return (
+        type(stamp) is str
+        and len(stamp) >= 20
+        and stamp[-1] == "Z"
+        and stamp[10] == "T"
+        and lo <= stamp[:19] <= hi
+    )
 
 
 def _time_ok(stamp: Any, lo: str, hi: str, now: datetime) -> bool:
