@@ -3,8 +3,9 @@
 Every test runs with the Azure VM probes pointed at places that cannot be
 Azure (an empty DMI folder, a closed loopback port for IMDS) and with Azure
 settings removed from the environment, so a forgotten override fails instead
-of reaching 169.254.169.254. A socket guard turns any attempt to connect to a
-non-loopback address from the test process into an error.
+of reaching the real IMDS (link-local) address. A socket guard turns any
+attempt to connect to a non-loopback address from the test process into an
+error.
 """
 
 from __future__ import annotations

@@ -50,15 +50,7 @@ _odd = {
 @st.composite
 def _objects(draw: st.DrawFn) -> dict[str, Any]:
     """A line as configure() writes it, with a few things changed (or none)."""
-    obj: dict[str, Any] = {schema.WIRE_VERSION_KEY: 1, **schema.empty_row()}
-    obj.update(
-        TimeGenerated="2024-05-01T12:00:00.123456Z",
-        Level="INFO",
-        Message="step done",
-        LoggerName="agent",
-        LogType="AgentLog",
-        Properties={"step": 1},
-    )
+    obj = _base()
     for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2, 3]))):
         change = draw(st.integers(0, 6))
         if change == 0:

@@ -269,13 +269,7 @@ def test_fifty_megabyte_line(tmp_path: Path) -> None:
             _MAXRSS_WRAPPER,
             *FORWARD,
             *TRUST_ARGS,
-            "--sink",
-            "jsonl",
-            "--output",
-            str(out),
-            "--checkpoint",
-            str(tmp_path / "ckpt"),
-            str(src),
+            *_to_jsonl(tmp_path, src, out),
         ],
         cwd=tmp_path,
         env=base_env(),
@@ -297,21 +291,28 @@ def test_fifty_megabyte_line(tmp_path: Path) -> None:
     )
 
 
+def _to_jsonl(tmp_path: Path, src: Path, out: Path) -> list[str]:
+    """The forwarder's arguments to ship ``src`` into the JSON-lines file ``out``."""
+    return [
+        "--sink",
+        "jsonl",
+        "--output",
+        str(out),
+        "--checkpoint",
+        str(tmp_path / "ckpt"),
+        str(src),
+    ]
+
+
 def _follow(tmp_path: Path, src: Path, out: Path) -> tuple[subprocess.Popen[bytes], Path]:
     err = tmp_path / "stderr.txt"
     proc = start_forward(
         [
             *TRUST_ARGS,
             "--follow",
-            "--sink",
-            "jsonl",
-            "--output",
-            str(out),
             "--flush-interval",
             "0.2",
-            "--checkpoint",
-            str(tmp_path / "ckpt"),
-            str(src),
+            *_to_jsonl(tmp_path, src, out),
         ],
         cwd=tmp_path,
         stderr_path=err,
@@ -393,13 +394,7 @@ def test_file_deleted_while_followed_with_idle_exit(tmp_path: Path) -> None:
             "--follow",
             "--idle-exit",
             "1",
-            "--sink",
-            "jsonl",
-            "--output",
-            str(out),
-            "--checkpoint",
-            str(tmp_path / "ckpt"),
-            str(src),
+            *_to_jsonl(tmp_path, src, out),
         ],
         cwd=tmp_path,
         stderr_path=err,

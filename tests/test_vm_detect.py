@@ -1,7 +1,8 @@
 """Azure VM detection: DMI first (no network off Azure), IMDS to confirm.
 
 Every test points the DMI folder and the IMDS URL at fixtures and loopback
-servers; nothing can reach 169.254.169.254 (conftest also guards sockets).
+servers; nothing can reach the real IMDS link-local address (conftest also
+guards sockets).
 """
 
 from __future__ import annotations

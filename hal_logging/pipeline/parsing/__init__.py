@@ -764,13 +764,8 @@ class Parser:
         if self.resend:
             if fmt.endswith("wire") and self._resent(row, hal):
                 if size > _SMALL:
-                    kept = row["Properties"]
-                    kept_meta = kept.pop(schema.PROP_HAL)
-                    cut_columns(row, kept_meta)
-                    kept = fit_properties(kept, kept_meta)
-                    fit_meta(kept_meta)
-                    kept[schema.PROP_HAL] = kept_meta
-                    row["Properties"] = kept
+                    props = row["Properties"]
+                    _fit_row(row, props, props.pop(schema.PROP_HAL))
                 return Record(row, stream, start, end, self.source)
             self.not_resent += 1
         prefix = self._prefixes.get(stream)
@@ -789,11 +784,10 @@ class Parser:
         if schema.PROP_HAL in props:
             meta.setdefault(schema.HAL_CLAIMED, {})["hal"] = props.pop(schema.PROP_HAL)
         if size > _SMALL:
-            cut_columns(row, meta)
-            props = fit_properties(props, meta)
-            fit_meta(meta)
-        props[schema.PROP_HAL] = meta
-        row["Properties"] = props
+            _fit_row(row, props, meta)
+        else:
+            props[schema.PROP_HAL] = meta
+            row["Properties"] = props
         return Record(row, stream, start, end, self.source)
 
     def _resent(self, row: dict[str, Any], notes: dict[str, Any]) -> bool:
@@ -843,6 +837,16 @@ def _claims_differ(trust: tuple[tuple[str, str], ...], claims: tuple[str, ...]) 
     return any(
         claim and claim != value for (_col, value), claim in zip(trust, claims, strict=False)
     )
+
+
+def _fit_row(row: dict[str, Any], props: dict[str, Any], meta: dict[str, Any]) -> None:
+    """A long line's row within the service's limits: columns cut, Properties fitted,
+    then ``meta`` (Properties.hal, which records the cuts) set as its last key."""
+    cut_columns(row, meta)
+    props = fit_properties(props, meta)
+    fit_meta(meta)
+    props[schema.PROP_HAL] = meta
+    row["Properties"] = props
 
 
 def _clamp_read_times(records: list[Record], read_time: str) -> None:
