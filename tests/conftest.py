@@ -89,3 +89,25 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A temporary working directory (the default local workspace lands here)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def docker_kit() -> Iterator[Any]:
+    """A real Docker daemon and a test image running this checkout's Python.
+
+    Skips (one line) without a daemon; fails instead under
+    ``HAL_LOGGING_REQUIRE_DOCKER=1``, as in CI. Removes every container the
+    suite labelled, whatever the tests left.
+    """
+    from tests.docker_helpers import REQUIRED, DockerKit, daemon_problem, ensure_image
+
+    problem = daemon_problem()
+    if problem is not None:
+        if REQUIRED:
+            pytest.fail(f"HAL_LOGGING_REQUIRE_DOCKER=1 but {problem}")
+        pytest.skip(problem)
+    kit = DockerKit(ensure_image())
+    try:
+        yield kit
+    finally:
+        kit.remove(*kit.leftovers())
