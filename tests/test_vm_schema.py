@@ -308,6 +308,6 @@ def test_cookbook_sql_runs_on_the_local_workspace() -> None:
             by_text[statement.strip()] = results[-1]
     assert all(results), "a cookbook query found nothing in a workspace made for it"
     exit_rows = next(r for q, r in by_text.items() if "AS ExitStatus" in q)
-    assert [row[:5] for row in exit_rows] == [("TASK_ID", "", 3, 1.5, "docker")]
+    assert [row[:5] for row in exit_rows] == [("TASK_ID", None, 3, 1.5, "docker")]
     unfinished = next(r for q, r in by_text.items() if q.endswith("IS NOT NULL) = 0"))
     assert [row[0] for row in unfinished] == ["TASK_UNFINISHED"]
