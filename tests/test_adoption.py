@@ -361,3 +361,24 @@ def test_step8_undelivered_rows_are_recovered(
     ] == [3]
     resend = json.loads((tmp_path / "tasks" / "T3" / "resend-summary.json").read_text())
     assert resend["undelivered"] == 0 and resend["exit_status"] == 0
+
+
+def test_steps_1_and_3_snippets_are_well_formed() -> None:
+    """The Python snippet (step 3) compiles; the install lines agree across the README."""
+    import ast
+
+    snippet = readme_block("from azure.identity import DefaultAzureCredential")
+    tree = ast.parse(snippet)
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert {
+        "VirtualMachineIdentity",
+        "UserAssignedIdentitiesValue",
+        "VirtualMachineUpdate",
+    } <= names
+    assert "user_assigned_identities=" in snippet and "begin_update" in snippet
+    text = README.read_text("utf-8")
+    assert "pip install 'hal-logging[azure]'\n" not in text  # not on the public index
+    git_lines = set(re.findall(r"pip install '(hal-logging\[azure\] @ git\+[^']+)'", text))
+    assert len(git_lines) == 1, git_lines  # cloud-init and the shell line name the same thing
+    cloud_init = readme_block("#cloud-config")
+    assert "AZURE_CLIENT_ID=" in cloud_init and "/etc/hal-logging.env" in cloud_init

@@ -190,6 +190,7 @@ def test_main_dispatch_and_unknown_command() -> None:
         and "query" in res.stdout
         and "emulator" in res.stdout
         and "schema" in res.stdout
+        and "azure-setup" in res.stdout
     )
     res = subprocess.run(
         [sys.executable, "-m", "hal_logging.cli.main", "nope"],
