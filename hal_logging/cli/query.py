@@ -78,10 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
             "  hal-logging query --run-id R1 --level WARNING\n"
             "  hal-logging query --task-id T7 --contains Traceback --json | jq .Message\n"
             "  hal-logging query --since 10m --follow\n"
+            "  hal-logging query --db emu.db --dedupe --task-id T7\n"
             '  hal-logging query --sql "SELECT Level, count(*) FROM BenchmarkRuns_CL GROUP BY Level"'
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.epilog = (p.epilog or "") + "\n\n" + CLAIM_LEGEND.replace("!", "table view: '!'", 1)
     p.add_argument(
         "--db", metavar="PATH", help="workspace file (env HAL_LOGGING_DB, default ./hal-logs.db)"
     )
