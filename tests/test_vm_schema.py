@@ -252,6 +252,8 @@ def test_cookbook_sql_runs_on_the_local_workspace() -> None:
         in text
     )
     assert 'where LoggerName contains "docker"' in text  # the seed's own query
+    assert "summarize arg_max(TimeGenerated, *) by tostring(Properties.hal.record_id)" in text
+    assert 'LoggerName == "hal_logging.forward"' in text and "Properties.exit_status" in text
     conn = sqlite3.connect(":memory:")
     conn.execute(schema.sqlite_ddl())
     props = [
@@ -282,8 +284,30 @@ def test_cookbook_sql_runs_on_the_local_workspace() -> None:
             f'INSERT INTO "BenchmarkRuns_CL" ({cols}) VALUES ({", ".join("?" * 13)})',
             [row[c] for c in schema.COLUMN_NAMES],
         )
+    # The forwarder's final row of TASK_ID (wrap mode), and a task that never got one.
+    final = {
+        "command": "docker",
+        "exit_status": 3,
+        "duration_seconds": 1.5,
+        "hal": {"stream": "unknown", "record_id": "c", "format": "forwarder", "offset": 0},
+    }
+    for logger, task, props_json in (
+        ("hal_logging.forward", "TASK_ID", json.dumps(final)),
+        ("docker.stdout", "TASK_UNFINISHED", json.dumps({"hal": {"record_id": "d"}})),
+    ):
+        conn.execute(
+            'INSERT INTO "BenchmarkRuns_CL" ("TimeGenerated", "Level", "Message", "LoggerName", '
+            '"RunID", "TaskID", "LogType", "Properties") VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+            ["2024-01-01T00:00:09.000000Z", "ERROR", "m", logger, "RUN_ID", task, "", props_json],
+        )
     results = []
+    by_text: dict[str, list[Any]] = {}
     for block in blocks:
         for statement in filter(str.strip, block.split(";")):
             results.append(conn.execute(statement.replace("test-run-id", "RUN_ID")).fetchall())
+            by_text[statement.strip()] = results[-1]
     assert all(results), "a cookbook query found nothing in a workspace made for it"
+    exit_rows = next(r for q, r in by_text.items() if "AS ExitStatus" in q)
+    assert [row[:5] for row in exit_rows] == [("TASK_ID", None, 3, 1.5, "docker")]
+    unfinished = next(r for q, r in by_text.items() if q.endswith("IS NOT NULL) = 0"))
+    assert [row[0] for row in unfinished] == ["TASK_UNFINISHED"]

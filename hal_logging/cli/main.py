@@ -5,6 +5,7 @@ Subcommands::
     hal-logging query     read the local workspace          (hal_logging.cli.query)
     hal-logging emulator  local stand-in for Azure Monitor  (hal_logging.emulator.cli)
     hal-logging schema    table and DCR definitions         (hal_logging.azure.schema_cli)
+    hal-logging azure-setup  create the Azure resources     (hal_logging.azure.setup_cli)
     hal-logging forward   same as hal-logging-forward       (hal_logging.cli.forward)
 
 Each subcommand module is imported only when chosen, so ``hal-logging query``
@@ -23,23 +24,29 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "emulator": (
         "hal_logging.emulator.cli",
         "serve a local stand-in for the Logs Ingestion API and IMDS",
-        "pip install 'hal-logging[azure]'",
+        "pip install 'hal-logging[emulator]'",
     ),
     "schema": (
         "hal_logging.azure.schema_cli",
         "print the table and DCR definitions",
         "pip install 'hal-logging[azure]'",
     ),
+    "azure-setup": (
+        "hal_logging.azure.setup_cli",
+        "create the Azure resources (packaged setup-logging.sh; --export DIR for Bicep)",
+        "",
+    ),
 }
 
 USAGE = (
-    "usage: hal-logging {query,emulator,schema,forward} [ARGS...]   (hal-logging COMMAND --help)"
+    "usage: hal-logging {query,emulator,schema,azure-setup,forward} [ARGS...]"
+    "   (hal-logging COMMAND --help)"
 )
 
 
 def _help() -> str:
     lines = [USAGE, "", "commands:"]
-    lines += [f"  {name:<10} {desc}" for name, (_, desc, _) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<12} {desc}" for name, (_, desc, _) in SUBCOMMANDS.items()]
     return "\n".join(lines)
 
 

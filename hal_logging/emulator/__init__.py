@@ -2,7 +2,8 @@
 
 ``from hal_logging.emulator import Emulator`` for in-process use; the
 ``hal-logging emulator`` command (:mod:`hal_logging.emulator.cli`) for a process.
-Needs the ``azure`` extra (``trustme``) for its TLS certificate.
+Needs the ``emulator`` extra (``trustme``) for its TLS certificate; the ``azure``
+extra leaves that test-CA library out, so production VMs never carry it.
 """
 
 from hal_logging.emulator.faults import FAULT_KINDS, FaultPlan

@@ -148,6 +148,15 @@ def _print_request(info: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        import trustme  # noqa: F401  (the test CA: only in the [emulator] extra)
+    except ImportError:
+        print(
+            "hal-logging emulator: needs the test-CA library 'trustme', which production "
+            "installs leave out: pip install 'hal-logging[emulator]'",
+            file=sys.stderr,
+        )
+        return 2
+    try:
         config = config_from_args(args)
         emulator = Emulator(config)
         emulator.start()

@@ -24,8 +24,8 @@
 #   --dry-run        print the az commands and request bodies, call nothing.
 #
 # Needs: az (logged in with rights to create resources and role assignments), and
-# hal-logging on PATH (pip install 'hal-logging[azure]'); HAL_LOGGING_SCHEMA may
-# name another command printing the same JSON (default: "hal-logging schema").
+# hal-logging (`hal-logging azure-setup` runs this script with its own); HAL_LOGGING_SCHEMA
+# may name another command printing the same JSON (default: "hal-logging schema").
 set -euo pipefail
 
 RESOURCE_GROUP="${RESOURCE_GROUP:-}"
@@ -71,7 +71,7 @@ fi
 # The schema command: `hal-logging schema`, unless HAL_LOGGING_SCHEMA says otherwise.
 read -r -a SCHEMA_CMD <<< "${HAL_LOGGING_SCHEMA:-hal-logging schema}"
 command -v "${SCHEMA_CMD[0]}" >/dev/null 2>&1 \
-  || die "'${SCHEMA_CMD[0]}' not found: pip install 'hal-logging[azure]' or set HAL_LOGGING_SCHEMA"
+  || die "'${SCHEMA_CMD[0]}' not found: run this as 'hal-logging azure-setup' or set HAL_LOGGING_SCHEMA"
 schema() { "${SCHEMA_CMD[@]}" "$@"; }
 
 if [[ "$DRY_RUN" == 0 ]]; then
