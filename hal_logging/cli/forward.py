@@ -157,6 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --follow: stop after SECONDS without new bytes",
     )
     g.add_argument(
+        "--stop-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="wrap mode: after SIGTERM/SIGINT is passed on, give CMD SECONDS to exit, then "
+        "stop it for good (a docker run's container through the daemon, then SIGKILL); "
+        "a second signal does it at once (default 10, like docker stop)",
+    )
+    g.add_argument(
         "--raw-log",
         metavar="PATH",
         help="wrap mode: also append CMD's raw output (both streams) to PATH",
@@ -483,6 +492,8 @@ def config_from_args(
         raise UsageError("--until-pid and --idle-exit only apply with --follow")
     if ns.raw_log and not command:
         raise UsageError("--raw-log only applies in wrap mode (-- CMD)")
+    if ns.stop_timeout is not None and not command:
+        raise UsageError("--stop-timeout only applies in wrap mode (-- CMD)")
 
     sample: dict[str, float] = {}
     for k, v in _pairs(ns.sample, "--sample").items():
@@ -520,6 +531,7 @@ def config_from_args(
         until_pid=ns.until_pid,
         idle_exit=ns.idle_exit,
         raw_log=ns.raw_log,
+        stop_timeout=10.0 if ns.stop_timeout is None else ns.stop_timeout,
         command_env=parse_command_env(command, env) if command else {},
         sink=ns.sink,
         db=ns.db or env.get("HAL_LOGGING_DB") or None,
@@ -677,7 +689,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
 
     source: Any
     if config.command:
-        source = CommandSource(config.command, config.raw_log)
+        source = CommandSource(config.command, config.raw_log, config.stop_timeout)
+        source.notify = notify
     elif config.follow:
         path = config.files[0]
         source = TailSource(
@@ -788,6 +801,11 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             spool.close()
 
     # -- outcome -----------------------------------------------------------------
+    if isinstance(source, CommandSource) and source.escalated:
+        stats.notes.append(
+            f"the command did not stop within --stop-timeout {config.stop_timeout:g}s of the "
+            "signal: " + "; ".join(source.escalated)
+        )
     status = EXIT_OK
     incomplete = stats.undelivered > 0 or stats.dead_lettered > 0 or runner.failure is not None
     if isinstance(source, FileSource):
