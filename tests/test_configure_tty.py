@@ -103,14 +103,13 @@ def test_hal_log_format_overrides_both_ways(tmp_path: Path) -> None:
     (container / ".dockerenv").write_text("")
     out = _run_on_tty(
         CODE,
-        clean_env(
-            HAL_LOGGING_PROBE_ROOT=str(container), HAL_RUN_ID="R1", HAL_LOG_FORMAT="console"
-        ),
+        clean_env(HAL_LOGGING_PROBE_ROOT=str(container), HAL_RUN_ID="R1", HAL_LOG_FORMAT="console"),
     ).decode()
     assert "h: hello" in out and '{"_hal"' not in out
     row = _wire(
         _run_on_tty(
-            CODE, clean_env(HAL_LOGGING_PROBE_ROOT=str(_host(tmp_path / "p")), HAL_LOG_FORMAT="json")
+            CODE,
+            clean_env(HAL_LOGGING_PROBE_ROOT=str(_host(tmp_path / "p")), HAL_LOG_FORMAT="json"),
         )
     )
     assert row["Message"] == "hello"

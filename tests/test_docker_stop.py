@@ -58,15 +58,29 @@ def _final(db: Path) -> dict[str, Any]:
     return row
 
 
-def _stop_run(docker_kit: Any, tmp_path: Path, *, init: bool, signals: int = 1,
-              stop_timeout: float = STOP_TIMEOUT) -> tuple[subprocess.Popen[str], str, int, str]:  # fmt: skip
+def _stop_run(
+    docker_kit: Any,
+    tmp_path: Path,
+    *,
+    init: bool,
+    signals: int = 1,
+    stop_timeout: float = STOP_TIMEOUT,
+) -> tuple[subprocess.Popen[str], str, int, str]:
     value, label = _label()
     argv = docker_kit.python_argv("-c", COUNTER, rm=True, init=init, extra=label)
     proc = start_forward(
         [
-            "--flush-interval", "0.05", "--stop-timeout", str(stop_timeout),
-            "--drain-timeout", str(DRAIN_TIMEOUT), "--run-id", "R-stop", "--", *argv,
-        ],  # fmt: skip
+            "--flush-interval",
+            "0.05",
+            "--stop-timeout",
+            str(stop_timeout),
+            "--drain-timeout",
+            str(DRAIN_TIMEOUT),
+            "--run-id",
+            "R-stop",
+            "--",
+            *argv,
+        ],
         tmp_path,
     )
     db = tmp_path / "hal-logs.db"
@@ -89,8 +103,9 @@ def _stop_run(docker_kit: Any, tmp_path: Path, *, init: bool, signals: int = 1,
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-        subprocess.run(["docker", "rm", "-f", *_containers(value, running_only=False)],
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["docker", "rm", "-f", *_containers(value, running_only=False)], capture_output=True
+        )
     return proc, value, seen, err
 
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import signal
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading

@@ -26,15 +26,39 @@ from dataclasses import dataclass
 
 #: ``docker`` global options that take a value (``docker -H unix:///x run ...``).
 _GLOBAL_VALUE = frozenset(
-    {"-H", "--host", "-c", "--context", "--config", "-l", "--log-level", "--tlscacert",
-     "--tlscert", "--tlskey"}
-)  # fmt: skip
+    {
+        "-H",
+        "--host",
+        "-c",
+        "--context",
+        "--config",
+        "-l",
+        "--log-level",
+        "--tlscacert",
+        "--tlscert",
+        "--tlskey",
+    }
+)
 #: ``docker run`` long options that take no value (everything else takes one).
 _RUN_BOOL_LONG = frozenset(
-    {"--detach", "--interactive", "--tty", "--rm", "--init", "--privileged", "--publish-all",
-     "--read-only", "--sig-proxy", "--no-healthcheck", "--oom-kill-disable", "--help",
-     "--disable-content-trust", "--quiet", "--use-api-socket"}
-)  # fmt: skip
+    {
+        "--detach",
+        "--interactive",
+        "--tty",
+        "--rm",
+        "--init",
+        "--privileged",
+        "--publish-all",
+        "--read-only",
+        "--sig-proxy",
+        "--no-healthcheck",
+        "--oom-kill-disable",
+        "--help",
+        "--disable-content-trust",
+        "--quiet",
+        "--use-api-socket",
+    }
+)
 #: ``docker run`` short options that take no value (combinable: ``-it``, ``-dit``).
 _RUN_BOOL_SHORT = frozenset("ditPq")
 #: How long one call of the docker CLI may take when stopping or inspecting.
@@ -129,7 +153,9 @@ def read_cid(path: str) -> str | None:
     return cid if len(cid) >= 12 and cid.isalnum() else None
 
 
-def _cli(prefix: list[str], *args: str, timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str] | None:
+def _cli(
+    prefix: list[str], *args: str, timeout: float = CLI_TIMEOUT
+) -> subprocess.CompletedProcess[str] | None:
     try:
         return subprocess.run(
             [*prefix, *args],
@@ -160,7 +186,9 @@ def stop_container(prefix: list[str], cid: str, grace: float = 0.0) -> bool:
 
 def container_state(prefix: list[str], cid: str) -> tuple[bool, bool, int] | None:
     """(running, oom_killed, exit code) from ``docker inspect``, or None (gone, no daemon)."""
-    r = _cli(prefix, "inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}} {{.State.ExitCode}}", cid)
+    r = _cli(
+        prefix, "inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}} {{.State.ExitCode}}", cid
+    )
     if r is None or r.returncode != 0:
         return None
     parts = r.stdout.split()
