@@ -298,11 +298,14 @@ def test_wrap_docker_run_interactive_terminal_with_an_echo(
     assert final_status(rows) == 3
 
 
+@pytest.mark.parametrize("tty", [False, True], ids=["pipes", "terminal"])
 def test_json_file_log_shipped_as_a_file(
-    docker_kit: Any, tmp_path: Path, reference: list[dict[str, Any]], label: list[str]
+    docker_kit: Any, tmp_path: Path, reference: list[dict[str, Any]], label: list[str], tty: bool
 ) -> None:
     name = f"hal-hostile-{uuid.uuid4().hex[:10]}"
-    argv = _docker_argv(docker_kit, label, name=name, env={"HAL_RUN_ID": RUN, "HAL_TASK_ID": TASK})
+    argv = _docker_argv(
+        docker_kit, label, name=name, tty=tty, env={"HAL_RUN_ID": RUN, "HAL_TASK_ID": TASK}
+    )
     done = subprocess.run(argv, capture_output=True, timeout=120)
     assert done.returncode == 3, done.stderr[-2000:]
     log = docker_kit.inspect(name, "{{.LogPath}}")
@@ -315,5 +318,8 @@ def test_json_file_log_shipped_as_a_file(
     assert res.returncode == 0, res.stderr
     rows = db_rows(tmp_path / "hal-logs.db")
     assert_same_rows(rows, reference)
-    assert streams(rows) == streams(reference)  # docker's log keeps the streams apart
+    if tty:  # docker's log calls a terminal's one stream "stdout"
+        assert {s for _, s in streams(rows)} == {"stdout"}
+    else:
+        assert streams(rows) == streams(reference)  # docker's log keeps the streams apart
     assert {r["Properties"]["hal"]["format"].split("+")[0] for r in rows} == {"docker-json"}

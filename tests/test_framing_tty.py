@@ -91,3 +91,22 @@ def test_terminal_bytes_any_chunking_same_lines_and_offsets(data: bytes, sizes: 
         assert ln.start == pos and ln.end > ln.start
         pos = ln.end
     assert pos == 3 + len(data)
+
+
+def test_json_file_of_a_terminal_container_ends_lines_with_crlf_as_one_terminator() -> None:
+    # docker run -t: the json-file driver stores the terminal's "\r\n"; the rows must be
+    # those of the same lines through a pipe (a cut row reports the same real length).
+    from hal_logging import schema
+
+    from .parsing_helpers import run
+    from .test_parsing_docker import T1, json_file
+
+    long_line = "y" * (200 * 1024)
+    lines = [long_line, "bar 1\rbar 2", "plain", '{"_hal":1,"Message":"wire","Level":"INFO"}']
+    pipe = run(json_file([("stdout", T1, ln) for ln in lines]))
+    tty = run(json_file([("stdout", T1, ln + "\r") for ln in lines]))  # json_file adds "\n"
+    assert [r.row["Message"] for r in tty] == [r.row["Message"] for r in pipe]
+    assert [r.row["Message"] for r in pipe][1:] == ["bar 2", "plain", "wire"]
+    hal = tty[0].row["Properties"]["hal"]
+    assert hal["original_length"]["Message"] == len(long_line)
+    assert tty[0].row["Message"].endswith(schema.TRUNCATION_MARKER)
