@@ -59,13 +59,14 @@ context (trusted: the container cannot override it):
   then in wrap mode the command's own `-e NAME=VALUE` / `--env NAME=VALUE`.
 
 exit status:
-  0   every record read was delivered (wrap mode: CMD's own status)
+  0   every record read was delivered (wrap mode: CMD's own status; 137 for a
+      container killed by docker kill, the OOM killer or --stop-timeout)
   75  some records were not delivered; stderr says how many and where they are
       kept; rerun the same command to resume from the checkpoint
   2   usage error;  1  an input file could not be read
 
 examples:
-  hal-logging-forward --run-id R1 --task-id T7 -- docker run --rm -e HAL_RUN_ID=R1 IMAGE
+  hal-logging-forward --run-id R1 --task-id T7 -- docker run --rm --init -e HAL_RUN_ID=R1 IMAGE
   hal-logging-forward --follow --until-pid 4242 docker_output.log
   hal-logging-forward --dry-run --tasks-per-month 5000 old_run/*.log
 """
