@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from hal_logging.pipeline.sources import IDLE, Chunk, Closed, Event, Opened
+from hal_logging.pipeline.sources import CHUNK_BYTES, IDLE, Chunk, Closed, Event, Opened
 from hal_logging.pipeline.sources.docker_run import (
     container_state,
     parse_docker_run,
@@ -50,6 +50,8 @@ QUEUE_CHUNKS = 64
 POLL = 0.1
 #: After CMD exits, how long to wait for its pipes to close (a grandchild may hold them).
 PIPE_GRACE = 2.0
+#: Chunks already waiting are joined up to this size (see ``events``).
+COALESCE_BYTES = CHUNK_BYTES
 #: Default of ``--stop-timeout``: seconds from the signal passed on to escalation.
 STOP_TIMEOUT = 10.0
 #: After the container was stopped through the daemon, how long the docker client
@@ -241,9 +243,31 @@ class CommandSource:
             tag = "unknown" if self.merged and stream == "stdout" else stream
             yield Opened(stream, tag, self.source_id(stream), 0)
         exited_at: float | None = None
+        held: tuple[str, bytes | None] | None = None
         while open_streams:
             try:
-                stream, data = self._q.get(timeout=POLL)
+                if held is not None:
+                    (stream, data), held = held, None
+                else:
+                    stream, data = self._q.get(timeout=POLL)
+                if data is not None and len(data) < COALESCE_BYTES:
+                    # Reads from a pseudo-terminal are small (a few KB): when several
+                    # wait already, join them into one chunk (no added delay) so the
+                    # per-chunk work is amortised as for a pipe. Order is kept.
+                    parts = [data]
+                    size = len(data)
+                    while size < COALESCE_BYTES:
+                        try:
+                            item = self._q.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item[0] != stream or item[1] is None:
+                            held = item
+                            break
+                        parts.append(item[1])
+                        size += len(item[1])
+                    if len(parts) > 1:
+                        data = b"".join(parts)
             except queue.Empty:
                 if self.proc.poll() is not None:
                     exited_at = exited_at or time.monotonic()
