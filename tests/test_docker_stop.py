@@ -208,3 +208,31 @@ def test_an_oom_killed_container_leaves_status_137_and_the_flag(
     assert final["Properties"]["exit_status"] == 137 and final["Properties"]["oom_killed"] is True
     assert "OOM killer" in final["Message"]
     assert "allocating" in [r["Message"] for r in db_rows(tmp_path / "hal-logs.db")]
+
+
+def test_the_user_s_own_cidfile_is_read_and_kept(docker_kit: Any, tmp_path: Path) -> None:
+    value, label = _label()
+    cidfile = tmp_path / "mine.cid"
+    argv = docker_kit.python_argv("-c", COUNTER, rm=True, extra=[*label, "--cidfile", str(cidfile)])
+    proc = start_forward(
+        ["--flush-interval", "0.05", "--stop-timeout", "1", "--drain-timeout", "5", "--", *argv],
+        tmp_path,
+    )
+    db = tmp_path / "hal-logs.db"
+    try:
+        wait_for(lambda: len(_numbered(db)) >= 5, timeout=60, what="the container's first lines")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: proc.poll() is not None, timeout=EXIT_BOUND, what="the forwarder to exit")
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        subprocess.run(
+            ["docker", "rm", "-f", *_containers(value, running_only=False)], capture_output=True
+        )
+    assert proc.returncode == 137, err
+    assert not _containers(value, running_only=True)
+    cid = cidfile.read_text().strip()  # the user's file: read, not removed
+    assert f"container {cid[:12]} stopped through the daemon" in err
+    assert _final(db)["Properties"]["container_id"] == cid

@@ -137,3 +137,33 @@ def test_the_command_runs_in_its_own_process_group(tmp_path: Path) -> None:
     res = run_forward(["--", sys.executable, str(script)], tmp_path)
     assert res.returncode == 0, res.stderr
     assert "True True" in [r["Message"] for r in db_rows(tmp_path / "hal-logs.db")]
+
+
+def test_sighup_is_passed_on_like_sigterm(tmp_path: Path) -> None:
+    # The command has its own session, so a closed terminal's SIGHUP reaches only the
+    # forwarder: it must pass it on, or the command would outlive its terminal.
+    script = tmp_path / "hup.py"
+    script.write_text(
+        textwrap.dedent("""
+        import signal, sys, time
+        def bye(signum, frame):
+            print("got SIGHUP", flush=True)
+            sys.exit(4)
+        signal.signal(signal.SIGHUP, bye)
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.05)
+    """)
+    )
+    proc = start_forward(["--flush-interval", "0.05", "--", sys.executable, str(script)], tmp_path)
+    db = tmp_path / "hal-logs.db"
+    try:
+        wait_for(lambda: "ready" in [r["Message"] for r in db_rows(db)], what="the child")
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 4, err
+    assert "got SIGHUP" in [r["Message"] for r in db_rows(db)]

@@ -738,7 +738,12 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         stop.set()
 
     old_handlers = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    stop_signals = [signal.SIGINT, signal.SIGTERM]
+    if isinstance(source, CommandSource) and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+        # CMD runs in its own session, so a closed terminal's SIGHUP reaches only us:
+        # pass it on like SIGTERM. (Not under nohup, which ignores it for both of us.)
+        stop_signals.append(signal.SIGHUP)
+    for sig in stop_signals:
         with contextlib.suppress(ValueError):  # not the main thread
             old_handlers[sig] = signal.signal(sig, on_signal)
 

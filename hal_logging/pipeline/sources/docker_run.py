@@ -63,6 +63,8 @@ _RUN_BOOL_LONG = frozenset(
 _RUN_BOOL_SHORT = frozenset("ditPq")
 #: How long one call of the docker CLI may take when stopping or inspecting.
 CLI_TIMEOUT = 15.0
+#: ``docker inspect`` at the end of every wrapped ``docker run``: short, it only adds facts.
+INSPECT_TIMEOUT = 5.0
 
 
 @dataclass
@@ -176,9 +178,9 @@ def stop_container(prefix: list[str], cid: str, grace: float = 0.0) -> bool:
     daemon confirmed the container is not running (stopped, or no such container).
     """
     r = _cli(prefix, "stop", "-t", str(max(0, int(grace))), cid, timeout=CLI_TIMEOUT + grace)
-    if r is not None and r.returncode == 0:
-        return True
-    if r is not None and "No such container" in r.stderr:
+    if r is None:
+        return False  # the daemon does not answer: a kill would not be heard either
+    if r.returncode == 0 or "No such container" in r.stderr:
         return True
     k = _cli(prefix, "kill", cid)
     return k is not None and (k.returncode == 0 or "is not running" in k.stderr)
@@ -187,7 +189,12 @@ def stop_container(prefix: list[str], cid: str, grace: float = 0.0) -> bool:
 def container_state(prefix: list[str], cid: str) -> tuple[bool, bool, int] | None:
     """(running, oom_killed, exit code) from ``docker inspect``, or None (gone, no daemon)."""
     r = _cli(
-        prefix, "inspect", "-f", "{{.State.Running}} {{.State.OOMKilled}} {{.State.ExitCode}}", cid
+        prefix,
+        "inspect",
+        "-f",
+        "{{.State.Running}} {{.State.OOMKilled}} {{.State.ExitCode}}",
+        cid,
+        timeout=INSPECT_TIMEOUT,
     )
     if r is None or r.returncode != 0:
         return None
