@@ -809,8 +809,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     # -- outcome -----------------------------------------------------------------
     if isinstance(source, CommandSource) and source.escalated:
         stats.notes.append(
-            f"the command did not stop within --stop-timeout {config.stop_timeout:g}s of the "
-            "signal: " + "; ".join(source.escalated)
+            f"stopped for good after {source.stop_reason}: " + "; ".join(source.escalated)
         )
     status = EXIT_OK
     incomplete = stats.undelivered > 0 or stats.dead_lettered > 0 or runner.failure is not None

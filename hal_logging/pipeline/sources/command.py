@@ -81,8 +81,10 @@ class CommandSource:
         self.container_id: str | None = None
         #: What ``docker inspect`` said after CMD exited (None: not docker, or not known).
         self.oom_killed: bool | None = None
-        #: How the stop was escalated ("container stopped through the daemon", "SIGKILL").
+        #: How the stop was escalated ("container ... stopped through the daemon", "SIGKILL
+        #: to ...") and why (``stop_reason``); empty when CMD stopped on its own.
         self.escalated: list[str] = []
+        self.stop_reason = ""
         self._stop_requested: float | None = None
         self._escalate = threading.Event()
         self._watchdog: threading.Thread | None = None
@@ -205,6 +207,11 @@ class CommandSource:
         while self._alive():
             left = deadline - time.monotonic()
             if left <= 0 or self._escalate.wait(min(POLL, left)):
+                self.stop_reason = (
+                    "a second signal"
+                    if self._escalate.is_set()
+                    else f"the command did not exit within --stop-timeout {self.stop_timeout:g}s"
+                )
                 self._escalate_now()
                 return
         # CMD exited on its own. A docker client that died of the signal (e.g. run with
@@ -214,6 +221,7 @@ class CommandSource:
         if cid is not None and self.docker is not None:
             state = container_state(self.docker.prefix, cid)
             if state is not None and state[0]:
+                self.stop_reason = "the docker client exited, its container still ran"
                 grace = max(0.0, deadline - time.monotonic())
                 if stop_container(self.docker.prefix, cid, grace):
                     self.escalated.append(f"container {cid[:12]} stopped through the daemon")
@@ -310,10 +318,13 @@ class CommandSource:
                 name = signal.Signals(-rc).name
             except ValueError:
                 name = f"signal {-rc}"
-            return f"killed by {name}"
-        text = f"exit status {rc}"
+            text = f"killed by {name}"
+        else:
+            text = f"exit status {rc}"
         if self.oom_killed:
             text += " (the container was killed by the OOM killer)"
+        if self.escalated:
+            text += f" (stopped for good after {self.stop_reason})"
         return text
 
     def close(self) -> None:
