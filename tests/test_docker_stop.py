@@ -236,3 +236,32 @@ def test_the_user_s_own_cidfile_is_read_and_kept(docker_kit: Any, tmp_path: Path
     cid = cidfile.read_text().strip()  # the user's file: read, not removed
     assert f"container {cid[:12]} stopped through the daemon" in err
     assert _final(db)["Properties"]["container_id"] == cid
+
+
+def test_a_signal_while_the_container_is_created_leaves_nothing_running(
+    docker_kit: Any, tmp_path: Path
+) -> None:
+    # --stop-timeout 0: the stop is escalated at once, possibly before the docker client
+    # has written the container's id; the forwarder's label on the container finds it.
+    value, label = _label()
+    argv = docker_kit.python_argv("-c", COUNTER, rm=True, extra=label)
+    proc = start_forward(["--stop-timeout", "0", "--drain-timeout", "5", "--", *argv], tmp_path)
+    try:
+        wait_for(lambda: _containers(value, running_only=False), what="the container's creation")
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: proc.poll() is not None, timeout=EXIT_BOUND, what="the forwarder to exit")
+        _, err = proc.communicate(timeout=10)
+        wait_for(
+            lambda: not _containers(value, running_only=True),
+            timeout=10,
+            what="no container of this test running",
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        subprocess.run(
+            ["docker", "rm", "-f", *_containers(value, running_only=False)], capture_output=True
+        )
+    assert proc.returncode in (137, 143), err
+    assert "Traceback" not in err

@@ -39,7 +39,9 @@ from typing import BinaryIO
 
 from hal_logging.pipeline.sources import CHUNK_BYTES, IDLE, Chunk, Closed, Event, Opened
 from hal_logging.pipeline.sources.docker_run import (
+    INVOCATION_LABEL,
     container_state,
+    find_labelled,
     parse_docker_run,
     read_cid,
     stop_container,
@@ -90,6 +92,7 @@ class CommandSource:
         self._watchdog: threading.Thread | None = None
         #: Where the stop's progress is told (one line each); set by the CLI.
         self.notify: Callable[[str], None] | None = None
+        self._early_signal: int | None = None
         self.invocation = uuid.uuid4().hex
         self.returncode: int | None = None
         self.started = 0.0
@@ -114,6 +117,7 @@ class CommandSource:
                 ) from exc
         argv = self.argv
         if self.docker is not None and not self.docker.detach:
+            argv = self.docker.with_options(argv, "--label", self._label)
             if self.docker.cidfile:
                 self.cidfile = self.docker.cidfile
             else:
@@ -133,6 +137,8 @@ class CommandSource:
         except OSError as exc:
             raise CommandError(f"cannot run {self.argv[0]!r}: {exc.strerror}") from exc
         self.started = time.monotonic()
+        if self._early_signal is not None:  # a signal came while CMD was being started
+            self.forward_signal(self._early_signal)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         for stream, pipe in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr)):
             t = threading.Thread(
@@ -172,7 +178,10 @@ class CommandSource:
         keep reading) and start the ``stop_timeout`` clock; a second signal escalates
         at once. Safe in a signal handler: the escalation runs in its own thread."""
         proc = self.proc
-        if proc is None or proc.returncode is not None:
+        if proc is None:  # not started yet: start() passes it on at once
+            self._early_signal = signum
+            return
+        if proc.returncode is not None:
             return
         if self._stop_requested is not None:
             self._escalate.set()
@@ -226,13 +235,20 @@ class CommandSource:
                 if stop_container(self.docker.prefix, cid, grace):
                     self.escalated.append(f"container {cid[:12]} stopped through the daemon")
 
+    @property
+    def _label(self) -> str:
+        return f"{INVOCATION_LABEL}={self.invocation}"
+
     def _escalate_now(self) -> None:
         proc = self.proc
         assert proc is not None
+        docker = self.docker
         cid = self._container()
-        if cid is not None and self.docker is not None:
-            if stop_container(self.docker.prefix, cid):
-                self.escalated.append(f"container {cid[:12]} stopped through the daemon")
+        if docker is not None:
+            # No id yet (a signal while the container was being created): its label finds it.
+            for c in [cid] if cid is not None else find_labelled(docker.prefix, self._label):
+                if stop_container(docker.prefix, c):
+                    self.escalated.append(f"container {c[:12]} stopped through the daemon")
             # The client sees its container end and exits with its status (137).
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(CLIENT_GRACE)
@@ -240,6 +256,12 @@ class CommandSource:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             self.escalated.append(f"SIGKILL to {os.path.basename(self.argv[0])}'s process group")
+        if docker is not None and cid is None:
+            # A container created while the client was dying has no one left to stop it.
+            for c in find_labelled(docker.prefix, self._label):
+                state = container_state(docker.prefix, c)
+                if state is not None and state[0] and stop_container(docker.prefix, c):
+                    self.escalated.append(f"container {c[:12]} stopped through the daemon")
 
     def events(self) -> Iterator[Event]:
         if self.proc is None:

@@ -61,6 +61,8 @@ _RUN_BOOL_LONG = frozenset(
 )
 #: ``docker run`` short options that take no value (combinable: ``-it``, ``-dit``).
 _RUN_BOOL_SHORT = frozenset("ditPq")
+#: Label the forwarder puts on the container it starts (value: its invocation id).
+INVOCATION_LABEL = "hal-logging.forward-invocation"
 #: How long one call of the docker CLI may take when stopping or inspecting.
 CLI_TIMEOUT = 15.0
 #: ``docker inspect`` at the end of every wrapped ``docker run``: short, it only adds facts.
@@ -77,10 +79,14 @@ class DockerRun:
     detach: bool = False
     cidfile: str | None = None  # the user's own --cidfile, if any
 
+    def with_options(self, argv: list[str], *options: str) -> list[str]:
+        """``argv`` with ``options`` right after ``run`` (before the image)."""
+        i = self.run_index + 1
+        return [*argv[:i], *options, *argv[i:]]
+
     def with_cidfile(self, argv: list[str], path: str) -> list[str]:
         """``argv`` with ``--cidfile path`` right after ``run``."""
-        i = self.run_index + 1
-        return [*argv[:i], "--cidfile", path, *argv[i:]]
+        return self.with_options(argv, "--cidfile", path)
 
 
 def _bool_value(text: str) -> bool:
@@ -143,6 +149,19 @@ def parse_docker_run(argv: list[str]) -> DockerRun | None:
             break
         j += 1
     return run
+
+
+def find_labelled(prefix: list[str], label: str) -> list[str]:
+    """Ids of the containers carrying ``label`` (``NAME=VALUE``), running or not.
+
+    The forwarder labels the container it starts with its invocation id: if it must
+    stop the container before the docker client wrote the ``--cidfile`` (a signal
+    during creation), the label still finds it.
+    """
+    r = _cli(prefix, "ps", "-aq", "--no-trunc", "--filter", f"label={label}")
+    if r is None or r.returncode != 0:
+        return []
+    return r.stdout.split()
 
 
 def read_cid(path: str) -> str | None:
@@ -209,8 +228,10 @@ def container_state(prefix: list[str], cid: str) -> tuple[bool, bool, int] | Non
 
 
 __all__ = [
+    "INVOCATION_LABEL",
     "DockerRun",
     "container_state",
+    "find_labelled",
     "parse_docker_run",
     "read_cid",
     "stop_container",
