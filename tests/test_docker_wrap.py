@@ -117,6 +117,9 @@ def assert_hostile_content(rows: list[dict[str, Any]]) -> None:
     raw_tb = by_msg["RuntimeError: step failed while counting retries"]
     assert raw_tb["Properties"]["hal"]["format"].endswith("traceback")
     assert "^" in raw_tb["Properties"]["exception"]["stacktrace"]  # the caret line, kept
+    tool = by_msg["ZeroDivisionError: division by zero"]  # a tool's uncaught exception
+    assert tool["Level"] == "ERROR" and tool["Properties"]["hal"]["format"].endswith("traceback")
+    assert "~~~~~~~~~~~~~~~^~~~~~~~~~~~~~~~~" in tool["Properties"]["exception"]["stacktrace"]
     assert "downloading: 100%|##########| 100/100" in by_msg
     assert not [m for m in by_msg if m.startswith("downloading:") and "100/100" not in m]
     assert (
