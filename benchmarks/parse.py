@@ -2,7 +2,9 @@
 
 * 200k wire lines (what ``configure()`` writes) vs ``json.loads`` per line (stdlib);
 * 200k mixed text lines (prints, logging layouts, colours, progress bars, foreign
-  JSON, tracebacks) vs bare line iteration (``for line in BytesIO``).
+  JSON, tracebacks) vs bare line iteration (``for line in BytesIO``);
+* the same wire lines as a pseudo-terminal delivers them (``docker run -t``: every
+  line ends ``\r\n``) vs ``json.loads`` per line.
 
 Prints lines/s, MB/s and the ratios (parser speed / baseline speed). The goal for
 wire lines is a ratio >= 0.5: the whole parse at least half as fast as merely
@@ -157,9 +159,16 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    wire = wire_lines(args.lines)
     for name, data, baseline_name, baseline in (
-        ("wire", wire_lines(args.lines), "json.loads per line", json_loads_each),
+        ("wire", wire, "json.loads per line", json_loads_each),
         ("mixed text", text_lines(args.lines), "bare line iteration", iterate_lines),
+        (
+            "wire via a terminal",
+            wire.replace(b"\n", b"\r\n"),
+            "json.loads per line",
+            json_loads_each,
+        ),
     ):
         n_lines = data.count(b"\n")
         mb = len(data) / 1e6

@@ -1,7 +1,7 @@
 """``configure()``: one call at the top of a container entrypoint.
 
 After it, root logging writes one wire line per record to stdout (JSON rows,
-CONTRACT §2), or readable lines on a terminal; uncaught exceptions (main
+CONTRACT §2), or readable lines for a person at a terminal; uncaught exceptions (main
 thread, other threads, asyncio) and ``warnings`` become records too; and
 stdout is line-buffered so ``print()`` and logging stay in order and a killed
 container loses nothing already written.
@@ -14,11 +14,22 @@ Environment (all optional):
 
 =================== ==================================================================
 ``HAL_LOG_LEVEL``    level when ``configure(level=...)`` is not given (default INFO)
-``HAL_LOG_FORMAT``   ``json`` (default when stdout is not a terminal), ``console``
-                     (default on a terminal), or ``auto``
+``HAL_LOG_FORMAT``   ``json``, ``console``, or ``auto`` (the default): console only
+                     when stdout is a terminal *and* the process is neither in a
+                     container nor given a run/task context (see below)
 ``HAL_RUN_ID`` ...   context columns, see :mod:`hal_logging.context`
 ``OTEL_EXPORTER_OTLP_ENDPOINT``  also export records over OTLP (``hal_logging.otel``)
 =================== ==================================================================
+
+Why a terminal alone does not mean "a person reads this": ``docker run -t`` (and
+``-it``, common in harnesses) gives the container a pseudo-terminal whose reader
+is the Docker daemon, and on the VM the forwarder. Console output there would
+cost all structure (extras inside the message, a traceback split into rows,
+times without a date, levels guessed). So ``auto`` picks JSON inside a
+container (``/.dockerenv``, or a docker/containerd/kubepods/podman cgroup or
+mount, found by reading two small files, no network) or when ``HAL_RUN_ID`` /
+``HAL_TASK_ID`` (or ``run_id=`` / ``task_id=``) say a harness runs it.
+``HAL_LOG_FORMAT=console`` or ``json`` overrides the choice either way.
 """
 
 from __future__ import annotations
@@ -43,6 +54,7 @@ __all__ = [
     "bind",
     "configure",
     "get_logger",
+    "in_container",
     "install_asyncio_handler",
     "reset",
     "unbind",
@@ -52,6 +64,13 @@ _log = logging.getLogger("hal_logging")
 #: Logger name of records about uncaught exceptions.
 UNCAUGHT_LOGGER = "uncaught"
 _FORMATS = ("json", "console", "auto")
+#: Files that exist only inside a container (docker, podman).
+_CONTAINER_FILES = (".dockerenv", "run/.containerenv")
+#: Small files whose text names the container runtime's cgroups or mounts.
+_CONTAINER_TEXTS = ("proc/1/cgroup", "proc/self/cgroup", "proc/self/mountinfo")
+_CONTAINER_WORDS = ("docker", "containerd", "kubepods", "libpod")
+#: Where the container probe looks instead of "/" (for tests of the probe).
+PROBE_ROOT_ENV = "HAL_LOGGING_PROBE_ROOT"
 
 
 # ---------------------------------------------------------------------------
@@ -106,7 +125,44 @@ def _level_number(level: int | str) -> int | None:
     return None
 
 
-def _resolve_format(fmt: str | None, stream: TextIO | None) -> tuple[str, str | None]:
+def in_container(root: str | None = None) -> bool:
+    """True when this process runs in a container (docker, containerd, Kubernetes, podman).
+
+    Cheap and local: two ``stat`` calls and reading up to three small files under
+    ``/proc``; no network, no subprocess. ``root`` (default ``HAL_LOGGING_PROBE_ROOT``,
+    else ``/``) lets a test point the probe at a fake tree.
+    """
+    base = root if root is not None else (os.environ.get(PROBE_ROOT_ENV) or "/")
+    for name in _CONTAINER_FILES:
+        if os.path.exists(os.path.join(base, name)):
+            return True
+    for name in _CONTAINER_TEXTS:
+        try:
+            with open(os.path.join(base, name), "rb") as fh:
+                text = fh.read(1 << 20).decode("utf-8", "replace")
+        except OSError:
+            continue
+        if any(word in text for word in _CONTAINER_WORDS):
+            return True
+    return False
+
+
+def _person_reads(stream: TextIO | None, ctx: Mapping[str, str]) -> bool:
+    """Whether ``auto`` should write the console format: a terminal, and nothing that says
+    a harness or a container runtime (not a person) is reading it."""
+    try:
+        if stream is None or not stream.isatty():
+            return False
+    except Exception:
+        return False
+    if ctx.get("RunID") or ctx.get("TaskID"):
+        return False
+    return not in_container()
+
+
+def _resolve_format(
+    fmt: str | None, stream: TextIO | None, ctx: Mapping[str, str] | None = None
+) -> tuple[str, str | None]:
     warning = None
     if fmt is None:
         env = os.environ.get("HAL_LOG_FORMAT", "").strip().lower()
@@ -117,10 +173,7 @@ def _resolve_format(fmt: str | None, stream: TextIO | None) -> tuple[str, str | 
     elif fmt not in _FORMATS:
         raise ValueError(f"configure(format={fmt!r}): use 'json', 'console' or 'auto'")
     if fmt == "auto":
-        try:
-            fmt = "console" if stream is not None and stream.isatty() else "json"
-        except Exception:
-            fmt = "json"
+        fmt = "console" if _person_reads(stream, ctx or {}) else "json"
     return fmt, warning
 
 
@@ -279,7 +332,8 @@ def configure(
 
     ``level``: a level name or number; default ``HAL_LOG_LEVEL``, else INFO.
     ``format``: ``"json"``, ``"console"`` or ``"auto"``; default ``HAL_LOG_FORMAT``,
-    else auto (console on a terminal, JSON otherwise).
+    else auto: console only for a person at a terminal (stdout is a TTY, not in a
+    container, no run or task id), JSON otherwise (``docker run -t`` included).
     ``context``: context columns over the environment, under any spelling:
     ``run_id=``, ``RunID=``, ``HAL_RUN_ID=`` (``None`` keeps the environment's).
     ``source``: add ``Properties.src`` = ``module:function:line``.
@@ -292,8 +346,8 @@ def configure(
     overrides = normalize_context(context)  # raises TypeError on unknown names
     number, level_warning = _resolve_level(level)
     stdout = sys.stdout
-    fmt, format_warning = _resolve_format(format, stdout)
     ctx = full_context(overrides)
+    fmt, format_warning = _resolve_format(format, stdout, ctx)
 
     root = logging.getLogger()
     for h in list(root.handlers):

@@ -313,10 +313,12 @@ def _run_on_tty(code: str, env: dict[str, str]) -> bytes:
     return out
 
 
-def test_tty_default_is_the_console_format() -> None:
+def test_tty_default_is_the_console_format(tmp_path: Path) -> None:
+    # A person's machine: the container probe looks at an empty tree (these test
+    # machines are containers themselves; tests/test_configure_tty.py covers that side).
     out = _run_on_tty(
         "import hal_logging; hal_logging.configure(); hal_logging.get_logger('h').info('hello')",
-        clean_env(),
+        clean_env(HAL_LOGGING_PROBE_ROOT=str(tmp_path)),
     ).decode()
     assert "h: hello" in out and '{"_hal"' not in out
 

@@ -59,13 +59,14 @@ context (trusted: the container cannot override it):
   then in wrap mode the command's own `-e NAME=VALUE` / `--env NAME=VALUE`.
 
 exit status:
-  0   every record read was delivered (wrap mode: CMD's own status)
+  0   every record read was delivered (wrap mode: CMD's own status; 137 for a
+      container killed by docker kill, the OOM killer or --stop-timeout)
   75  some records were not delivered; stderr says how many and where they are
       kept; rerun the same command to resume from the checkpoint
   2   usage error;  1  an input file could not be read
 
 examples:
-  hal-logging-forward --run-id R1 --task-id T7 -- docker run --rm -e HAL_RUN_ID=R1 IMAGE
+  hal-logging-forward --run-id R1 --task-id T7 -- docker run --rm --init -e HAL_RUN_ID=R1 IMAGE
   hal-logging-forward --follow --until-pid 4242 docker_output.log
   hal-logging-forward --dry-run --tasks-per-month 5000 old_run/*.log
 """
@@ -155,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         metavar="SECONDS",
         help="with --follow: stop after SECONDS without new bytes",
+    )
+    g.add_argument(
+        "--stop-timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="wrap mode: after SIGTERM/SIGINT is passed on, give CMD SECONDS to exit, then "
+        "stop it for good (a docker run's container through the daemon, then SIGKILL); "
+        "a second signal does it at once (default 10, like docker stop)",
     )
     g.add_argument(
         "--raw-log",
@@ -483,6 +493,8 @@ def config_from_args(
         raise UsageError("--until-pid and --idle-exit only apply with --follow")
     if ns.raw_log and not command:
         raise UsageError("--raw-log only applies in wrap mode (-- CMD)")
+    if ns.stop_timeout is not None and not command:
+        raise UsageError("--stop-timeout only applies in wrap mode (-- CMD)")
 
     sample: dict[str, float] = {}
     for k, v in _pairs(ns.sample, "--sample").items():
@@ -520,6 +532,7 @@ def config_from_args(
         until_pid=ns.until_pid,
         idle_exit=ns.idle_exit,
         raw_log=ns.raw_log,
+        stop_timeout=10.0 if ns.stop_timeout is None else ns.stop_timeout,
         command_env=parse_command_env(command, env) if command else {},
         sink=ns.sink,
         db=ns.db or env.get("HAL_LOGGING_DB") or None,
@@ -677,7 +690,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
 
     source: Any
     if config.command:
-        source = CommandSource(config.command, config.raw_log)
+        source = CommandSource(config.command, config.raw_log, config.stop_timeout)
+        source.notify = notify
     elif config.follow:
         path = config.files[0]
         source = TailSource(
@@ -724,7 +738,12 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         stop.set()
 
     old_handlers = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    stop_signals = [signal.SIGINT, signal.SIGTERM]
+    if isinstance(source, CommandSource) and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
+        # CMD runs in its own session, so a closed terminal's SIGHUP reaches only us:
+        # pass it on like SIGTERM. (Not under nohup, which ignores it for both of us.)
+        stop_signals.append(signal.SIGHUP)
+    for sig in stop_signals:
         with contextlib.suppress(ValueError):  # not the main thread
             old_handlers[sig] = signal.signal(sig, on_signal)
 
@@ -788,6 +807,10 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             spool.close()
 
     # -- outcome -----------------------------------------------------------------
+    if isinstance(source, CommandSource) and source.escalated:
+        stats.notes.append(
+            f"stopped for good after {source.stop_reason}: " + "; ".join(source.escalated)
+        )
     status = EXIT_OK
     incomplete = stats.undelivered > 0 or stats.dead_lettered > 0 or runner.failure is not None
     if isinstance(source, FileSource):

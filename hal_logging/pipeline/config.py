@@ -35,6 +35,8 @@ class ForwardConfig:
     until_pid: int | None = None
     idle_exit: float | None = None
     raw_log: str | None = None  # wrap mode: tee the raw output here
+    # wrap mode: seconds from the signal passed on to CMD to stopping it for good
+    stop_timeout: float = 10.0
     # wrap mode: NAME=VALUE pairs the command is given (docker ``-e``/``--env``);
     # HAL_* ones fill trusted context not given otherwise; values are redacted.
     command_env: dict[str, str] = field(default_factory=dict)

@@ -44,6 +44,8 @@ _BLANK = b" \t\x0b\x0c\x00"
 MAX_JSON_BYTES = 1 << 20
 #: A line without its terminator (the last byte), as a C-level call.
 _CHOP = operator.itemgetter(slice(None, -1))
+#: The same for a line ending ``\r\n`` (a pseudo-terminal's line end).
+_CHOP2 = operator.itemgetter(slice(None, -2))
 
 
 def _is_blank(seg: bytes | bytearray) -> bool:
@@ -162,7 +164,15 @@ class Framer:
         find = chunk.find
         mx = self._max
         stream = self.stream
-        bulk = find(b"\r", pos) < 0  # no carriage return in the chunk
+        first_cr = find(b"\r", pos)
+        bulk = first_cr < 0  # no carriage return in the chunk
+        # A pseudo-terminal (docker run -t) ends every line with \r\n: when every \r
+        # and every \n of the chunk are such a line end, the bulk path applies too.
+        # (Counted only when the first \r is one: a progress bar's costs nothing.)
+        crlf = False
+        if not bulk and chunk[first_cr + 1 : first_cr + 2] == b"\n":
+            pairs = chunk.count(b"\r\n", pos)
+            crlf = bulk = chunk.count(b"\r", pos) == pairs == chunk.count(b"\n", pos)
         while pos < n:
             if bulk and not self._seg_len and self._prev is None:
                 # Fast path for a whole run of plain lines, split and made into Lines
@@ -177,12 +187,16 @@ class Framer:
                     parts = reader.readlines()
                     if last != n - 1:
                         parts.pop()  # the unterminated tail: line by line below
-                    if last - pos <= mx or max(map(len, parts)) <= mx + 1:
-                        starts = list(accumulate(map(len, parts), initial=self._line_start))
+                    if last - pos <= mx or max(map(len, parts)) <= mx + 1 + crlf:
+                        # The first line may have begun before pos (after a lone \r
+                        # that ended the previous chunk): its start is _line_start,
+                        # every end is counted from pos.
+                        starts = list(accumulate(map(len, parts), initial=base + pos))
+                        starts[0] = self._line_start
                         out.extend(
                             map(
                                 Line,
-                                map(_CHOP, parts),
+                                map(_CHOP2 if crlf else _CHOP, parts),
                                 repeat(stream),
                                 starts,
                                 starts[1:],
@@ -197,13 +211,15 @@ class Framer:
             nl = find(b"\n", pos)
             stop = n if nl < 0 else nl
             cr = find(b"\r", pos, stop)
-            if nl >= 0 and cr < 0 and not self._seg_len and self._prev is None:
-                # Fast path: a whole line inside this chunk, no rewrites.
-                # (the line may have begun earlier with a lone \r: start from _line_start)
-                size = nl - pos
+            if nl >= 0 and (cr < 0 or cr == nl - 1) and not self._seg_len and self._prev is None:
+                # Fast path: a whole line inside this chunk, no rewrites (a \r\n end is
+                # no rewrite). (The line may have begun earlier with a lone \r: start
+                # from _line_start.)
+                stop_at = nl if cr < 0 else cr
+                size = stop_at - pos
                 end = base + nl + 1
                 if size <= mx or (chunk[pos] == 0x7B and size <= self._max_json):  # "{"
-                    out.append(Line(chunk[pos:nl], stream, self._line_start, end, now))
+                    out.append(Line(chunk[pos:stop_at], stream, self._line_start, end, now))
                 else:
                     cap = self._max_json if chunk[pos] == 0x7B else mx
                     out.append(

@@ -566,6 +566,10 @@ class Runner:
                     seconds=src.seconds,
                     command=cmd,
                 )
+                if src.container_id is not None:
+                    row["Properties"]["container_id"] = src.container_id
+                if src.oom_killed is not None:
+                    row["Properties"]["oom_killed"] = src.oom_killed
                 self.add_final_row(row, f"{src.invocation}-forward")
                 self.stats.command_status = src.exit_status
                 self.stats.command_seconds = src.seconds

@@ -379,7 +379,8 @@ class Parser:
             partial.received = line.received
             partial.end = line.end
             return []
-        log = log[:-1]
+        # "\r\n" (a container with a terminal, docker run -t) is one line end, as in the framer.
+        log = log[:-2] if log.endswith("\r\n") else log[:-1]
         if partial is None:
             return self._payload(
                 log, stream, line.start, line.end, line.received, rec.time, "docker-json+", -1

@@ -9,6 +9,17 @@ purpose: when the sink is slower than the command, the command blocks on its
 pipe instead of the forwarder's memory growing (backpressure, as a shell pipe
 would). Offsets are per stream (bytes read from that pipe), and the ``source``
 is a fresh id per invocation, so record ids are unique per run.
+
+Stopping is bounded. CMD runs in its own session (process group), so a
+terminal's Ctrl-C reaches it once, through the forwarder, and escalation can
+reach everything CMD started. On the first SIGINT/SIGTERM the forwarder passes
+the signal on to CMD's process group and keeps reading; if CMD has not exited
+``stop_timeout`` seconds later (``--stop-timeout``, default 10 like ``docker
+stop``), or at a second signal, it escalates: a wrapped ``docker run`` has its
+container stopped through the daemon (the id comes from ``--cidfile``, see
+:mod:`~hal_logging.pipeline.sources.docker_run`), then CMD's process group is
+SIGKILLed if still alive. A container PID 1 without a SIGTERM handler ignores
+SIGTERM, so without this the forwarder (and the container) would wait forever.
 """
 
 from __future__ import annotations
@@ -16,21 +27,40 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from hal_logging.pipeline.sources import IDLE, Chunk, Closed, Event, Opened
+from hal_logging.pipeline.sources import CHUNK_BYTES, IDLE, Chunk, Closed, Event, Opened
+from hal_logging.pipeline.sources.docker_run import (
+    INVOCATION_LABEL,
+    container_state,
+    find_labelled,
+    parse_docker_run,
+    read_cid,
+    stop_container,
+)
 
 READ_BYTES = 64 * 1024
 QUEUE_CHUNKS = 64
 POLL = 0.1
 #: After CMD exits, how long to wait for its pipes to close (a grandchild may hold them).
 PIPE_GRACE = 2.0
+#: Chunks already waiting are joined up to this size (see ``events``).
+COALESCE_BYTES = CHUNK_BYTES
+#: Default of ``--stop-timeout``: seconds from the signal passed on to escalation.
+STOP_TIMEOUT = 10.0
+#: After the container was stopped through the daemon, how long the docker client
+#: gets to exit on its own (it reports the container's status) before SIGKILL.
+CLIENT_GRACE = 5.0
+#: How long the end of the run waits for an escalation still talking to the daemon.
+CLI_WAIT = 30.0
 
 
 class CommandError(Exception):
@@ -40,9 +70,29 @@ class CommandError(Exception):
 class CommandSource:
     mode = "wrap"
 
-    def __init__(self, argv: list[str], raw_log: str | None = None) -> None:
+    def __init__(
+        self, argv: list[str], raw_log: str | None = None, stop_timeout: float = STOP_TIMEOUT
+    ) -> None:
         self.argv = argv
         self.raw_log = raw_log
+        self.stop_timeout = stop_timeout
+        #: Set when CMD is ``docker run``: how to reach its container.
+        self.docker = parse_docker_run(argv)
+        self.cidfile: str | None = None
+        self._cid_dir: str | None = None
+        self.container_id: str | None = None
+        #: What ``docker inspect`` said after CMD exited (None: not docker, or not known).
+        self.oom_killed: bool | None = None
+        #: How the stop was escalated ("container ... stopped through the daemon", "SIGKILL
+        #: to ...") and why (``stop_reason``); empty when CMD stopped on its own.
+        self.escalated: list[str] = []
+        self.stop_reason = ""
+        self._stop_requested: float | None = None
+        self._escalate = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        #: Where the stop's progress is told (one line each); set by the CLI.
+        self.notify: Callable[[str], None] | None = None
+        self._early_signal: int | None = None
         self.invocation = uuid.uuid4().hex
         self.returncode: int | None = None
         self.started = 0.0
@@ -65,8 +115,19 @@ class CommandSource:
                 raise CommandError(
                     f"cannot open --raw-log {self.raw_log}: {exc.strerror}; choose a writable path"
                 ) from exc
+        argv = self.argv
+        if self.docker is not None and not self.docker.detach:
+            argv = self.docker.with_options(argv, "--label", self._label)
+            if self.docker.cidfile:
+                self.cidfile = self.docker.cidfile
+            else:
+                self._cid_dir = tempfile.mkdtemp(prefix="hal-forward-cid-")
+                self.cidfile = os.path.join(self._cid_dir, "cid")  # must not exist yet
+                argv = self.docker.with_cidfile(argv, self.cidfile)
         try:
-            self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+            )
         except FileNotFoundError as exc:
             raise CommandError(
                 f"command not found: {self.argv[0]!r}; check the command after '--'"
@@ -76,6 +137,8 @@ class CommandSource:
         except OSError as exc:
             raise CommandError(f"cannot run {self.argv[0]!r}: {exc.strerror}") from exc
         self.started = time.monotonic()
+        if self._early_signal is not None:  # a signal came while CMD was being started
+            self.forward_signal(self._early_signal)
         assert self.proc.stdout is not None and self.proc.stderr is not None
         for stream, pipe in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr)):
             t = threading.Thread(
@@ -105,11 +168,100 @@ class CommandSource:
         finally:
             self._q.put((stream, None))
 
+    @property
+    def merged(self) -> bool:
+        """CMD's stdout carries its stderr too (``docker run -t``: one pseudo-terminal)."""
+        return self.docker is not None and self.docker.tty
+
     def forward_signal(self, signum: int) -> None:
-        """Pass SIGINT/SIGTERM on to CMD (it decides how to stop; we keep reading)."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signum)
+        """Pass SIGINT/SIGTERM on to CMD's process group (it decides how to stop; we
+        keep reading) and start the ``stop_timeout`` clock; a second signal escalates
+        at once. Safe in a signal handler: the escalation runs in its own thread."""
+        proc = self.proc
+        if proc is None:  # not started yet: start() passes it on at once
+            self._early_signal = signum
+            return
+        if proc.returncode is not None:
+            return
+        if self._stop_requested is not None:
+            self._escalate.set()
+            return
+        self._stop_requested = time.monotonic()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signum)
+        self._watchdog = threading.Thread(
+            target=self._watch_stop, args=(signum,), name="hal-stop-watchdog", daemon=True
+        )
+        self._watchdog.start()
+
+    def _alive(self) -> bool:
+        proc = self.proc
+        return proc is not None and proc.poll() is None
+
+    def _container(self) -> str | None:
+        if self.container_id is None and self.cidfile:
+            self.container_id = read_cid(self.cidfile)
+        return self.container_id
+
+    def _watch_stop(self, signum: int) -> None:
+        """Wait up to ``stop_timeout`` (or a second signal) for CMD to exit, then escalate."""
+        assert self._stop_requested is not None
+        if self.notify is not None:  # from this thread: a signal handler must not print
+            self.notify(
+                f"{signal.Signals(signum).name} passed on to {os.path.basename(self.argv[0])}; "
+                f"it has {self.stop_timeout:g}s (--stop-timeout) to exit before it is stopped "
+                "for good (a second signal: at once)"
+            )
+        deadline = self._stop_requested + self.stop_timeout
+        while self._alive():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._escalate.wait(min(POLL, left)):
+                self.stop_reason = (
+                    "a second signal"
+                    if self._escalate.is_set()
+                    else f"the command did not exit within --stop-timeout {self.stop_timeout:g}s"
+                )
+                self._escalate_now()
+                return
+        # CMD exited on its own. A docker client that died of the signal (e.g. run with
+        # --sig-proxy=false) may leave its container running: stop that one too, with
+        # what is left of the stop timeout as its grace.
+        cid = self._container()
+        if cid is not None and self.docker is not None:
+            state = container_state(self.docker.prefix, cid)
+            if state is not None and state[0]:
+                self.stop_reason = "the docker client exited, its container still ran"
+                grace = max(0.0, deadline - time.monotonic())
+                if stop_container(self.docker.prefix, cid, grace):
+                    self.escalated.append(f"container {cid[:12]} stopped through the daemon")
+
+    @property
+    def _label(self) -> str:
+        return f"{INVOCATION_LABEL}={self.invocation}"
+
+    def _escalate_now(self) -> None:
+        proc = self.proc
+        assert proc is not None
+        docker = self.docker
+        cid = self._container()
+        if docker is not None:
+            # No id yet (a signal while the container was being created): its label finds it.
+            for c in [cid] if cid is not None else find_labelled(docker.prefix, self._label):
+                if stop_container(docker.prefix, c):
+                    self.escalated.append(f"container {c[:12]} stopped through the daemon")
+            # The client sees its container end and exits with its status (137).
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(CLIENT_GRACE)
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            self.escalated.append(f"SIGKILL to {os.path.basename(self.argv[0])}'s process group")
+        if docker is not None and cid is None:
+            # A container created while the client was dying has no one left to stop it.
+            for c in find_labelled(docker.prefix, self._label):
+                state = container_state(docker.prefix, c)
+                if state is not None and state[0] and stop_container(docker.prefix, c):
+                    self.escalated.append(f"container {c[:12]} stopped through the daemon")
 
     def events(self) -> Iterator[Event]:
         if self.proc is None:
@@ -117,11 +269,35 @@ class CommandSource:
         assert self.proc is not None
         open_streams = {"stdout", "stderr"}
         for stream in ("stdout", "stderr"):
-            yield Opened(stream, stream, self.source_id(stream), 0)
+            # Under a pseudo-terminal both streams arrive on stdout: say "unknown".
+            tag = "unknown" if self.merged and stream == "stdout" else stream
+            yield Opened(stream, tag, self.source_id(stream), 0)
         exited_at: float | None = None
+        held: tuple[str, bytes | None] | None = None
         while open_streams:
             try:
-                stream, data = self._q.get(timeout=POLL)
+                if held is not None:
+                    (stream, data), held = held, None
+                else:
+                    stream, data = self._q.get(timeout=POLL)
+                if data is not None and len(data) < COALESCE_BYTES:
+                    # Reads from a pseudo-terminal are small (a few KB): when several
+                    # wait already, join them into one chunk (no added delay) so the
+                    # per-chunk work is amortised as for a pipe. Order is kept.
+                    parts = [data]
+                    size = len(data)
+                    while size < COALESCE_BYTES:
+                        try:
+                            item = self._q.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item[0] != stream or item[1] is None:
+                            held = item
+                            break
+                        parts.append(item[1])
+                        size += len(item[1])
+                    if len(parts) > 1:
+                        data = b"".join(parts)
             except queue.Empty:
                 if self.proc.poll() is not None:
                     exited_at = exited_at or time.monotonic()
@@ -141,6 +317,13 @@ class CommandSource:
                 yield Chunk(stream, data)
         self.returncode = self.proc.wait()
         self.seconds = time.monotonic() - self.started
+        if self._watchdog is not None:
+            self._watchdog.join(CLI_WAIT)
+        cid = self._container()
+        if cid is not None and self.docker is not None:
+            state = container_state(self.docker.prefix, cid)  # None once --rm removed it
+            if state is not None:
+                self.oom_killed = state[1]
 
     @property
     def exit_status(self) -> int:
@@ -157,10 +340,19 @@ class CommandSource:
                 name = signal.Signals(-rc).name
             except ValueError:
                 name = f"signal {-rc}"
-            return f"killed by {name}"
-        return f"exit status {rc}"
+            text = f"killed by {name}"
+        else:
+            text = f"exit status {rc}"
+        if self.oom_killed:
+            text += " (the container was killed by the OOM killer)"
+        if self.escalated:
+            text += f" (stopped for good after {self.stop_reason})"
+        return text
 
     def close(self) -> None:
+        if self._cid_dir is not None:
+            shutil.rmtree(self._cid_dir, ignore_errors=True)
+            self._cid_dir = None
         if self._raw is not None:
             with self._raw_lock, contextlib.suppress(OSError):
                 self._raw.close()
