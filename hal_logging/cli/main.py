@@ -6,6 +6,7 @@ Subcommands::
     hal-logging emulator  local stand-in for Azure Monitor  (hal_logging.emulator.cli)
     hal-logging schema    table and DCR definitions         (hal_logging.azure.schema_cli)
     hal-logging forward   same as hal-logging-forward       (hal_logging.cli.forward)
+    hal-logging report    one run as a self-contained HTML  (hal_logging.cli.report)
 
 Each subcommand module is imported only when chosen, so ``hal-logging query``
 never imports the Azure SDK.
@@ -30,10 +31,15 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "print the table and DCR definitions",
         "pip install 'hal-logging[azure]'",
     ),
+    "report": (
+        "hal_logging.cli.report",
+        "write one run as a self-contained HTML page",
+        "pip install 'hal-logging[report]'",
+    ),
 }
 
 USAGE = (
-    "usage: hal-logging {query,emulator,schema,forward} [ARGS...]   (hal-logging COMMAND --help)"
+    "usage: hal-logging {query,emulator,schema,forward,report} [ARGS...]   (hal-logging COMMAND --help)"
 )
 
 
