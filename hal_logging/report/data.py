@@ -436,7 +436,10 @@ def _load(conn: sqlite3.Connection, run: Run, buckets: int) -> None:
             continue
         exc = _exception(_props(props_text))
         task.first_error = visible(str(message or ""), 300)
-        task.first_error_type = exc.type if exc else ""
+        # A parsed traceback's message already starts with its type: say it once.
+        task.first_error_type = (
+            exc.type if exc and not task.first_error.startswith(exc.type) else ""
+        )
         task.first_error_time = str(when or "")
 
     # 5. Timelines: rows, warnings and errors per bucket of each task's life, and of the run's.
@@ -446,9 +449,7 @@ def _load(conn: sqlite3.Connection, run: Run, buckets: int) -> None:
     _lines(conn, run)
 
 
-def _timelines(
-    conn: sqlite3.Connection, run: Run, by_id: dict[str, Task], buckets: int
-) -> None:
+def _timelines(conn: sqlite3.Connection, run: Run, by_id: dict[str, Task], buckets: int) -> None:
     t = _q(TABLE)
     tg, lvl = _q("TimeGenerated"), _q("Level")
     sums = f"count(*), sum({lvl} = 'WARNING'), sum({lvl} IN {_ERROR_IN})"
@@ -466,9 +467,9 @@ def _timelines(
     for task in run.tasks:
         task.timeline = [(0, 0, 0)] * buckets
     for task_id, b, n, w, e in conn.execute(sql, (run.run_id,)):
-        task = by_id.get(task_id)
-        if task is not None and 0 <= b < buckets:
-            task.timeline[b] = (int(n), int(w or 0), int(e or 0))
+        owner = by_id.get(task_id)
+        if owner is not None and 0 <= b < buckets:
+            owner.timeline[b] = (int(n), int(w or 0), int(e or 0))
     f = conn.execute("SELECT julianday(?), julianday(?)", (run.first, run.last)).fetchone()
     if f[0] is None or f[1] is None:
         return

@@ -76,19 +76,17 @@ def _human_bytes(n: float) -> str:
 
 def _human_seconds(s: float | None) -> str:
     if s is None:
-        return "–"
+        return "-"
     if s < 60:
         return f"{s:.1f} s"
-    m, sec = divmod(int(round(s)), 60)
+    m, sec = divmod(round(s), 60)
     if m < 60:
         return f"{m} min {sec:02d} s"
     h, m = divmod(m, 60)
     return f"{h} h {m:02d} min"
 
 
-def timeline_svg(
-    buckets: list[tuple[int, int, int]], start: str, end: str, title: str
-) -> Markup:
+def timeline_svg(buckets: list[tuple[int, int, int]], start: str, end: str, title: str) -> Markup:
     """Rows (grey), warnings (amber) and errors (red) per bucket of time, as step areas.
 
     One ``<path>`` per series with ``V``/``H`` steps: about 10 bytes a bucket, so a
@@ -180,16 +178,20 @@ def render(run: data.Run, *, follow_interval: float | None = None) -> str:
                 "json": _lines_json(t),
             }
         )
-    return _environment().get_template(_TEMPLATE).render(
-        run=run,
-        tasks=tasks,
-        run_svg=run_svg,
-        levels=schema.LEVELS,
-        outcomes=data.OUTCOMES,
-        outcome_labels=data.OUTCOME_LABELS,
-        css=Markup(_asset("report.css")),
-        js=Markup(js),
-        csp=csp,
-        follow_interval=follow_interval,
-        query_hint=f"hal-logging query --run-id {shlex.quote(run.run_id)} --task-id TASK --limit 0",
+    return (
+        _environment()
+        .get_template(_TEMPLATE)
+        .render(
+            run=run,
+            tasks=tasks,
+            run_svg=run_svg,
+            levels=schema.LEVELS,
+            outcomes=data.OUTCOMES,
+            outcome_labels=data.OUTCOME_LABELS,
+            css=Markup(_asset("report.css")),
+            js=Markup(js),
+            csp=csp,
+            follow_interval=follow_interval,
+            query_hint=f"hal-logging query --run-id {shlex.quote(run.run_id)} --task-id TASK --limit 0",
+        )
     )
