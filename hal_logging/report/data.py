@@ -85,13 +85,13 @@ FORWARDER_ROW_SQL: Final = (
     f" = '{FORWARDER_FORMAT}'"
 )
 _ERROR_IN: Final = "(" + ", ".join(f"'{lv}'" for lv in ERROR_LEVELS) + ")"
-# instr() first: json_extract parses the whole Properties text, instr() is a memchr.
+# LIKE first: json_extract parses the whole Properties text, LIKE only scans it.
 _CLAIMED_SQL: Final = (
-    f"sum(instr({_q('Properties')}, '\"{schema.HAL_CLAIMED}\"') > 0 AND "
+    f"sum({_q('Properties')} LIKE '%\"{schema.HAL_CLAIMED}\"%' AND "
     f"json_extract({_q('Properties')}, '$.{schema.PROP_HAL}.{schema.HAL_CLAIMED}') IS NOT NULL)"
 )
 _CUT_SQL: Final = (
-    f"sum(instr({_q('Properties')}, '\"{schema.HAL_ORIGINAL_LENGTH}\"') > 0 AND "
+    f"sum({_q('Properties')} LIKE '%\"{schema.HAL_ORIGINAL_LENGTH}\"%' AND "
     f"json_extract({_q('Properties')}, '$.{schema.PROP_HAL}.{schema.HAL_ORIGINAL_LENGTH}')"
     " IS NOT NULL)"
 )
@@ -356,67 +356,75 @@ def load_run(
     return run
 
 
+#: The context shown in the page's header (LogType is not context there: it varies by row).
+_CTX_COLS: Final[tuple[str, ...]] = tuple(
+    c.name
+    for c in schema.CONTEXT_COLUMNS
+    if c.name not in (*schema.IDENTITY_COLUMNS, "LogType")
+)
+#: Sorts like the row's time, then its rowid: min()/max() of it find one row in a GROUP BY.
+_TIME_KEY: Final = f"{_q('TimeGenerated')} || ' ' || printf('%020d', rowid)"
+_EXIT_KEY: Final = (
+    f"max(CASE WHEN {FORWARDER_ROW_SQL} AND json_extract({_q('Properties')}, '$.exit_status')"
+    f" IS NOT NULL THEN {_TIME_KEY} END)"
+)
+_FIRST_ERROR_KEY: Final = (
+    f"min(CASE WHEN {_q('Level')} IN {_ERROR_IN} AND NOT ({FORWARDER_ROW_SQL})"
+    f" THEN {_TIME_KEY} END)"
+)
+
+
 def _load(conn: sqlite3.Connection, run: Run, buckets: int) -> None:
     t, rid = _q(TABLE), (run.run_id,)
-    # 1. One row per task: counts by level, bytes, first/last time, claimed and cut rows.
+    # 1. One pass, one row per task: counts by level, bytes, first/last time, claimed and
+    # cut rows, the context columns' range, and where the exit row and first error are.
+    # (Each further pass over a million rows costs about as much as this whole one.)
+    ctx_range = ", ".join(f"min({_q(c)}), max({_q(c)})" for c in _CTX_COLS)
     sql = (
         f"SELECT {_q('TaskID')}, count(*), {_LEVEL_SUMS}, sum({BYTES_SQL}),"
-        f" min({_q('TimeGenerated')}), max({_q('TimeGenerated')}), max({_q('VMName')}),"
-        f" {_CLAIMED_SQL}, {_CUT_SQL}"
+        f" min({_q('TimeGenerated')}), max({_q('TimeGenerated')}),"
+        f" {_CLAIMED_SQL}, {_CUT_SQL}, {_EXIT_KEY}, {_FIRST_ERROR_KEY}, {ctx_range}"
         f" FROM {t} WHERE {_q('RunID')} = ? GROUP BY {_q('TaskID')} ORDER BY {_q('TaskID')}"
     )
     nl = len(schema.LEVELS)
+    exit_rows: dict[int, Task] = {}
+    error_rows: dict[int, Task] = {}
+    ranges: list[tuple[Task, list[Any]]] = []
     for i, r in enumerate(conn.execute(sql, rid)):
         levels = {lv: int(r[2 + k] or 0) for k, lv in enumerate(schema.LEVELS)}
-        run.tasks.append(
-            Task(
-                index=i,
-                task_id=str(r[0] or ""),
-                rows=int(r[1]),
-                bytes=int(r[2 + nl] or 0),
-                levels=levels,
-                first=str(r[3 + nl] or ""),
-                last=str(r[4 + nl] or ""),
-                vm=str(r[5 + nl] or ""),
-                claimed=int(r[6 + nl] or 0),
-                cut=int(r[7 + nl] or 0),
-            )
+        task = Task(
+            index=i,
+            task_id=str(r[0] or ""),
+            rows=int(r[1]),
+            bytes=int(r[2 + nl] or 0),
+            levels=levels,
+            first=str(r[3 + nl] or ""),
+            last=str(r[4 + nl] or ""),
+            vm="",
+            claimed=int(r[5 + nl] or 0),
+            cut=int(r[6 + nl] or 0),
         )
+        run.tasks.append(task)
+        if r[7 + nl]:
+            exit_rows[int(r[7 + nl].rsplit(" ", 1)[1])] = task
+        if r[8 + nl]:
+            error_rows[int(r[8 + nl].rsplit(" ", 1)[1])] = task
+        ranges.append((task, list(r[9 + nl :])))
     if not run.tasks:
         return
-    by_id = {task.task_id: task for task in run.tasks}
     run.rows = sum(x.rows for x in run.tasks)
     run.bytes = sum(x.bytes for x in run.tasks)
     run.levels = {lv: sum(x.levels[lv] for x in run.tasks) for lv in schema.LEVELS}
     run.first = min(x.first for x in run.tasks)
     run.last = max(x.last for x in run.tasks)
+    _contexts(conn, run, ranges)
 
-    # 2. The context columns' values (trusted: the VM side sets them).
-    ctx_cols = [c.name for c in schema.CONTEXT_COLUMNS if c.name not in schema.IDENTITY_COLUMNS]
-    sql = (
-        f"SELECT {', '.join(map(_q, ctx_cols))}, count(*) FROM {t} WHERE {_q('RunID')} = ?"
-        f" GROUP BY {', '.join(map(_q, ctx_cols))}"
-    )
-    counts: dict[str, dict[str, int]] = {c: {} for c in ctx_cols}
-    for r in conn.execute(sql, rid):
-        for k, c in enumerate(ctx_cols):
-            v = str(r[k] or "")
-            if v:
-                counts[c][v] = counts[c].get(v, 0) + int(r[-1])
-    run.contexts = {c: sorted(v.items(), key=lambda kv: -kv[1]) for c, v in counts.items()}
-
-    # 3. Outcomes: the forwarder's last final row per task.
-    sql = (
-        f"SELECT {_q('TaskID')}, max({_q('TimeGenerated')}), {_q('Properties')}, {_q('Message')}"
-        f" FROM {t} WHERE {_q('RunID')} = ? AND {FORWARDER_ROW_SQL}"
-        f" AND json_extract({_q('Properties')}, '$.exit_status') IS NOT NULL"
-        f" GROUP BY {_q('TaskID')}"
-    )
-    for task_id, _, props_text, message in conn.execute(sql, rid):
-        task = by_id.get(task_id)
+    # 2. Outcomes: the forwarder's last final row per task.
+    for rowid, props_text, message in _rows_by_id(conn, exit_rows, "Properties", "Message"):
+        task = exit_rows[rowid]
         props = _props(props_text)
         status = props.get("exit_status")
-        if task is None or not isinstance(status, int) or isinstance(status, bool):
+        if not isinstance(status, int) or isinstance(status, bool):
             continue
         task.exit_status = status
         task.exit_description = visible(str(message or ""), 500)
@@ -424,16 +432,11 @@ def _load(conn: sqlite3.Connection, run: Run, buckets: int) -> None:
         if isinstance(secs, (int, float)) and not isinstance(secs, bool):
             task.exit_seconds = float(secs)
 
-    # 4. First error per task (SQLite: a bare column next to min() comes from that row).
-    sql = (
-        f"SELECT {_q('TaskID')}, min({_q('TimeGenerated')}), {_q('Message')}, {_q('Properties')}"
-        f" FROM {t} WHERE {_q('RunID')} = ? AND {_q('Level')} IN {_ERROR_IN}"
-        f" AND NOT ({FORWARDER_ROW_SQL}) GROUP BY {_q('TaskID')}"
-    )
-    for task_id, when, message, props_text in conn.execute(sql, rid):
-        task = by_id.get(task_id)
-        if task is None:
-            continue
+    # 3. First error per task.
+    for rowid, when, message, props_text in _rows_by_id(
+        conn, error_rows, "TimeGenerated", "Message", "Properties"
+    ):
+        task = error_rows[rowid]
         exc = _exception(_props(props_text))
         task.first_error = visible(str(message or ""), 300)
         # A parsed traceback's message already starts with its type: say it once.
@@ -442,45 +445,94 @@ def _load(conn: sqlite3.Connection, run: Run, buckets: int) -> None:
         )
         task.first_error_time = str(when or "")
 
-    # 5. Timelines: rows, warnings and errors per bucket of each task's life, and of the run's.
-    _timelines(conn, run, by_id, buckets)
+    # 4. Timelines: rows, warnings and errors per bucket of each task's life, and of the run's.
+    _timelines(conn, run, buckets)
 
-    # 6. The log lines: a bounded tail per task, failed tasks first (see allocate_rows).
+    # 5. The log lines: a bounded tail per task, failed tasks first (see allocate_rows).
     _lines(conn, run)
 
 
-def _timelines(conn: sqlite3.Connection, run: Run, by_id: dict[str, Task], buckets: int) -> None:
-    t = _q(TABLE)
+def _rows_by_id(
+    conn: sqlite3.Connection, rowids: dict[int, Task], *columns: str
+) -> list[tuple[Any, ...]]:
+    ids = sorted(rowids)
+    out: list[tuple[Any, ...]] = []
+    cols = ", ".join(_q(c) for c in columns)
+    for k in range(0, len(ids), 500):
+        chunk = ids[k : k + 500]
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT rowid, {cols} FROM {_q(TABLE)} WHERE rowid IN ({marks})"
+        out.extend(conn.execute(sql, chunk))
+    return out
+
+
+def _contexts(conn: sqlite3.Connection, run: Run, ranges: list[tuple[Task, list[Any]]]) -> None:
+    """The context columns' values and their row counts, from each task's min and max.
+
+    A task's context is almost always one value per column (the VM side sets it
+    once), so min == max tells it without another pass; only a column that varies
+    within a task is counted with a query of its own, over that task's rows.
+    """
+    counts: dict[str, dict[str, int]] = {c: {} for c in _CTX_COLS}
+    for task, values in ranges:
+        for k, c in enumerate(_CTX_COLS):
+            lo, hi = values[2 * k], values[2 * k + 1]
+            if lo == hi:
+                found = [(lo, task.rows)]
+            else:
+                found = conn.execute(
+                    f"SELECT {_q(c)}, count(*) FROM {_q(TABLE)} WHERE {_q('RunID')} = ?"
+                    f" AND {_q('TaskID')} = ? GROUP BY {_q(c)}",
+                    (run.run_id, task.task_id),
+                ).fetchall()
+            for v, n in found:
+                v = str(v or "")
+                if v:
+                    counts[c][v] = counts[c].get(v, 0) + int(n)
+            if c == "VMName":
+                task.vm = ", ".join(str(v) for v, _ in found if v)
+    run.contexts = {c: sorted(v.items(), key=lambda kv: -kv[1]) for c, v in counts.items()}
+
+
+def _julian(text: str) -> float | None:
+    """SQLite's julianday() of an ISO time, computed here."""
+    when = parse_time(text)
+    return None if when is None else when.timestamp() / 86400.0 + 2440587.5
+
+
+def _timelines(conn: sqlite3.Connection, run: Run, buckets: int) -> None:
+    """Rows, warnings and errors per bucket of each task's life and of the run's.
+
+    One small query per task over its rows (the ``(RunID, TaskID)`` index finds
+    them) buckets each row twice, by the task's span and by the run's; the run's
+    timeline is the sum. Measured against one query joining every row to its
+    task's span: a third of the time on a million rows (no sort of the whole run).
+    """
     tg, lvl = _q("TimeGenerated"), _q("Level")
-    sums = f"count(*), sum({lvl} = 'WARNING'), sum({lvl} IN {_ERROR_IN})"
-    bucket = (
-        f"min({buckets - 1}, max(0, CAST((julianday(x.{tg}) - s.f) / max(s.l - s.f, 1e-11)"
-        f" * {buckets} AS INTEGER)))"
-    )
+    span = f"min({buckets - 1}, max(0, CAST((j - ?{{0}}) / ?{{1}} * {buckets} AS INTEGER)))"
     sql = (
-        f"WITH s AS (SELECT {_q('TaskID')} AS k, julianday(min({tg})) AS f,"
-        f" julianday(max({tg})) AS l FROM {t} WHERE {_q('RunID')} = ?1 GROUP BY {_q('TaskID')})"
-        f" SELECT x.{_q('TaskID')}, {bucket} AS b, {sums.replace(lvl, 'x.' + lvl)}"
-        f" FROM {t} x JOIN s ON s.k = x.{_q('TaskID')} WHERE x.{_q('RunID')} = ?1"
-        f" GROUP BY x.{_q('TaskID')}, b"
+        f"SELECT {span.format(3, 4)} AS b, {span.format(5, 6)} AS rb, count(*),"
+        f" sum({lvl} = 'WARNING'), sum({lvl} IN {_ERROR_IN})"
+        f" FROM (SELECT julianday({tg}) AS j, {lvl} FROM {_q(TABLE)}"
+        f" WHERE {_q('RunID')} = ?1 AND {_q('TaskID')} = ?2) GROUP BY b, rb"
     )
+    run_first, run_last = _julian(run.first), _julian(run.last)
+    rf = run_first if run_first is not None else 0.0
+    rspan = max((run_last or rf) - rf, 1e-11)
+    totals = [[0, 0, 0] for _ in range(buckets)]
     for task in run.tasks:
-        task.timeline = [(0, 0, 0)] * buckets
-    for task_id, b, n, w, e in conn.execute(sql, (run.run_id,)):
-        owner = by_id.get(task_id)
-        if owner is not None and 0 <= b < buckets:
-            owner.timeline[b] = (int(n), int(w or 0), int(e or 0))
-    f = conn.execute("SELECT julianday(?), julianday(?)", (run.first, run.last)).fetchone()
-    if f[0] is None or f[1] is None:
-        return
-    sql = (
-        f"SELECT min({buckets - 1}, max(0, CAST((julianday({tg}) - ?2) / max(?3 - ?2, 1e-11)"
-        f" * {buckets} AS INTEGER))) AS b, {sums} FROM {t} WHERE {_q('RunID')} = ?1 GROUP BY b"
-    )
-    run.timeline = [(0, 0, 0)] * buckets
-    for b, n, w, e in conn.execute(sql, (run.run_id, f[0], f[1])):
-        if 0 <= b < buckets:
-            run.timeline[b] = (int(n), int(w or 0), int(e or 0))
+        f, last = _julian(task.first), _julian(task.last)
+        f = f if f is not None else rf
+        tspan = max((last or f) - f, 1e-11)
+        timeline = [[0, 0, 0] for _ in range(buckets)]
+        for b, rb, n, w, e in conn.execute(sql, (run.run_id, task.task_id, f, tspan, rf, rspan)):
+            for target, k in ((timeline, b), (totals, rb)):
+                if k is not None and 0 <= k < buckets:
+                    target[k][0] += int(n)
+                    target[k][1] += int(w or 0)
+                    target[k][2] += int(e or 0)
+        task.timeline = [(a, b_, c) for a, b_, c in timeline]
+    run.timeline = [(a, b_, c) for a, b_, c in totals]
 
 
 _LINE_COLS: Final = ", ".join(
@@ -490,9 +542,13 @@ _LINE_COLS: Final = ", ".join(
 
 def _lines(conn: sqlite3.Connection, run: Run) -> None:
     t = _q(TABLE)
+    # The last rows stored (rowid order: the index on (RunID, TaskID) hands them out
+    # without reading the task's other rows), then shown in time order. For one
+    # forwarder per task that is its last rows in time; measured on a million-row run,
+    # 20x faster than ORDER BY TimeGenerated, which reads and sorts every row of a task.
     tail_sql = (
         f"SELECT rowid, {_LINE_COLS} FROM {t} WHERE {_q('RunID')} = ? AND {_q('TaskID')} = ?"
-        f" ORDER BY {_q('TimeGenerated')} DESC, rowid DESC LIMIT ?"
+        f" ORDER BY rowid DESC LIMIT ?"
     )
     head_sql = (
         f"SELECT rowid, {_LINE_COLS} FROM {t} WHERE {_q('RunID')} = ? AND {_q('TaskID')} = ?"
