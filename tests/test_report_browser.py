@@ -30,6 +30,7 @@ import pytest
 
 from tests.browser_helpers import Browser, find_chromium, require_browser
 from tests.forward_helpers import clean_env
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = "demo-browser"
@@ -156,6 +157,12 @@ def _shown_levels(b: Browser, index: int) -> set[str]:
     )
 
 
+def _open_task(b: Browser, index: int) -> list[str]:
+    """Click the task's link; its log is drawn when the page handles the hash change."""
+    b.click(f'#task-table a[href="#task-{index}"]')
+    return wait_for(lambda: _shown_lines(b, index), 10, f"task {index}'s log drawn")
+
+
 def _task_index(b: Browser, task: str) -> int:
     href = b.evaluate(
         "[...document.querySelectorAll('#task-table tbody tr a')]"
@@ -192,28 +199,28 @@ def test_task_table_shows_the_failed_task_and_a_screenshot(
 def test_level_filter_and_search_change_the_log(browser: Browser, report: Path) -> None:
     browser.open(report.as_uri())
     index = _task_index(browser, "task-2")
-    browser.click(f'#task-table a[href="#task-{index}"]')
-    every = _shown_lines(browser, index)
+    every = _open_task(browser, index)
     assert len(every) == 14
     assert browser.evaluate(f"document.querySelector('#task-{index} .log-shown').textContent") == (
         "14 of 14 rows shown"
     )
     # Uncheck INFO with a mouse click: only the warning and the errors stay.
     browser.click(f'#task-{index} .lv-toggle[value="INFO"]')
-    assert _shown_levels(browser, index) == {"WARNING", "ERROR"}
+    wait_for(lambda: _shown_levels(browser, index) == {"WARNING", "ERROR"}, 10, "INFO hidden")
     browser.click(f'#task-{index} .lv-toggle[value="INFO"]')
-    assert len(_shown_lines(browser, index)) == 14
+    wait_for(lambda: len(_shown_lines(browser, index)) == 14, 10, "INFO shown again")
     # Type a search: only matching rows stay (the traceback's text is searched too).
     browser.type_into(f"#task-{index} .log-search", "FileNotFoundError")
+    wait_for(lambda: len(_shown_lines(browser, index)) == 1, 10, "the search applied")
     found = _shown_lines(browser, index)
-    assert len(found) == 1 and "tool failed, the agent will retry" in found[0]
+    assert "tool failed, the agent will retry" in found[0]
     # The traceback is folded: summary shown, stack inside a closed <details>.
     folded = browser.evaluate(
         f"[...document.querySelectorAll('#task-{index} .log details')].map(d => [d.open, d.querySelector('summary').textContent])"
     )
     assert folded == [[False, "ToolError: tool 'run_tests' failed at step 1"]]
     browser.type_into(f"#task-{index} .log-search", "-no-such-text-")
-    assert _shown_lines(browser, index) == []
+    wait_for(lambda: _shown_lines(browser, index) == [], 10, "nothing matches")
     if keep := os.environ.get("HAL_LOGGING_SCREENSHOT_DIR"):
         browser.evaluate(f"document.querySelector('#task-{index} .log-search').value = ''")
         browser.evaluate(
@@ -226,8 +233,7 @@ def test_hostile_text_stays_text_and_nothing_is_fetched(browser: Browser, report
     browser.events.clear()
     browser.open(report.as_uri())
     index = _task_index(browser, "task-3")
-    browser.click(f'#task-table a[href="#task-{index}"]')
-    lines = _shown_lines(browser, index)
+    lines = _open_task(browser, index)
     text = "\n".join(lines)
     assert HOSTILE in text and IMG in text
     assert "&amp; &lt;b&gt; &#x3c;script&#x3e;" in text  # entities shown as typed, not decoded
