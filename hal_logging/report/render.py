@@ -178,12 +178,16 @@ def render(run: data.Run, *, follow_interval: float | None = None) -> str:
                 "json": _lines_json(t),
             }
         )
+    # The table starts with what went wrong: failed and killed, then unknown, then ok.
+    rank = {"failed": 0, "killed": 0, "unknown": 1, "ok": 2}
+    table = sorted(tasks, key=lambda it: (rank[it["t"].outcome], -it["t"].errors, it["t"].task_id))
     return (
         _environment()
         .get_template(_TEMPLATE)
         .render(
             run=run,
             tasks=tasks,
+            table=table,
             run_svg=run_svg,
             levels=schema.LEVELS,
             outcomes=data.OUTCOMES,
