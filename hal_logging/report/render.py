@@ -180,7 +180,8 @@ def render(run: data.Run, *, follow_interval: float | None = None) -> str:
         )
     # The table starts with what went wrong: failed and killed, then unknown, then ok.
     rank = {"failed": 0, "killed": 0, "unknown": 1, "ok": 2}
-    table = sorted(tasks, key=lambda it: (rank[it["t"].outcome], -it["t"].errors, it["t"].task_id))
+    order = sorted(run.tasks, key=lambda t: (rank[t.outcome], -t.errors, t.task_id))
+    table = [tasks[t.index] for t in order]
     return (
         _environment()
         .get_template(_TEMPLATE)
