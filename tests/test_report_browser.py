@@ -216,7 +216,7 @@ def test_level_filter_and_search_change_the_log(browser: Browser, report: Path) 
     assert "tool failed, the agent will retry" in found[0]
     # The traceback is folded: summary shown, stack inside a closed <details>.
     folded = browser.evaluate(
-        f"[...document.querySelectorAll('#task-{index} .log details')].map(d => [d.open, d.querySelector('summary').textContent])"
+        f"[...document.querySelectorAll('#task-{index} .log details.exc')].map(d => [d.open, d.querySelector('summary').textContent])"
     )
     assert folded == [[False, "ToolError: tool 'run_tests' failed at step 1"]]
     browser.type_into(f"#task-{index} .log-search", "-no-such-text-")
@@ -240,10 +240,15 @@ def test_hostile_text_stays_text_and_nothing_is_fetched(browser: Browser, report
     assert "red and a bell" in text and "\x1b" not in text  # the forwarder drops ANSI
     long_line = next(line for line in lines if "LLLL" in line)
     assert "cut in the report" in long_line and len(long_line) < 20_000
+    shown = browser.evaluate(  # its start shown, the whole (cut) text folded
+        f"[...document.querySelectorAll('#task-{index} .log .line')].filter(l => l.querySelector('details.more'))"
+        ".map(l => [l.querySelector('.m').textContent.length, l.querySelector('details.more').open])"
+    )
+    assert shown == [[602, False]]
     assert browser.evaluate("typeof window.__pwned") == "undefined"
     assert browser.evaluate("document.querySelectorAll('.log script, .log img').length") == 0
     exc = browser.evaluate(
-        f"[...document.querySelectorAll('#task-{index} .log details summary')].map(s => s.textContent)"
+        f"[...document.querySelectorAll('#task-{index} .log details.exc summary')].map(s => s.textContent)"
     )
     assert exc == [f"ValueError: {HOSTILE}"]
     # Only the page itself was requested; no script was refused either (nothing tried).

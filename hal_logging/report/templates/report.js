@@ -61,6 +61,7 @@
   }
 
   // --- task detail ------------------------------------------------------------------
+  var LONG = 2000, HEAD = 600;
   function shortTime(t) { return t.length >= 23 && t.charAt(10) === "T" ? t.slice(11, 23) : t; }
 
   function renderLog(article) {
@@ -74,9 +75,17 @@
       line._lv = d[1];
       var t = el("span", "t", shortTime(d[0])); t.title = d[0];
       var lg = el("span", "lg", d[2]); lg.title = d[2] + (d[4] ? " (" + d[4] + ")" : "");
-      var m = el("span", "m", d[3]);
+      // A long message shows its start; the rest is folded (search still sees all of it).
+      var long = d[3].length > LONG;
+      var m = el("span", "m", long ? d[3].slice(0, HEAD) + " …" : d[3]);
       line.appendChild(t); line.appendChild(el("span", "lv", d[1])); line.appendChild(lg); line.appendChild(m);
       if (d[6]) { m.appendChild(el("span", "claimed", "  [claimed a context the VM side did not believe]")); }
+      if (long) {
+        var more = el("details", "more");
+        more.appendChild(el("summary", null, "all " + d[3].length + " characters"));
+        more.appendChild(el("pre", null, d[3]));
+        line.appendChild(more);
+      }
       var s = d[3] + " " + d[2];
       if (d[5]) {
         var det = el("details", "exc");
