@@ -14,7 +14,10 @@ Parts (``--part``):
 - ``stream``: the DCR ``streamDeclarations`` entry;
 - ``dcr``: the body of a Data Collection Rule ``PUT`` (location, DCE and
   workspace ids from the options, else ``${...}`` placeholders);
-- ``bicep``: what ``main.bicep`` loads with ``loadJsonContent``.
+- ``bicep``: what ``main.bicep`` loads with ``loadJsonContent``;
+- ``workbook``: the Azure Monitor workbook over the table (``workbook.json``,
+  see :mod:`hal_logging.report.workbook`); ``workbook-kql``: its queries as the
+  cookbook section of ``docs/queries.md``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Final
 
 from hal_logging import _json, schema
 
-PARTS: Final = ("all", "table", "columns", "stream", "dcr", "bicep")
+PARTS: Final = ("all", "table", "columns", "stream", "dcr", "bicep", "workbook", "workbook-kql")
 #: Retention of the table in days; Analytics plan default.
 DEFAULT_RETENTION_DAYS: Final = 30
 DESTINATION_NAME: Final = "logAnalyticsWorkspace"
@@ -95,6 +98,10 @@ def build(part: str, args: argparse.Namespace) -> Any:
         return dcr
     if part == "bicep":
         return bicep_inputs(args.transform_kql)
+    if part == "workbook":
+        from hal_logging.report.workbook import workbook
+
+        return workbook()
     return {
         "table": {"name": schema.TABLE_NAME, **table},
         "stream": {"name": schema.STREAM_NAME, "declaration": schema.stream_declaration()},
@@ -138,7 +145,12 @@ def render(value: Any, compact: bool = False) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    text = render(build(args.part, args), args.compact)
+    if args.part == "workbook-kql":
+        from hal_logging.report.kql import cookbook_markdown
+
+        text = cookbook_markdown()
+    else:
+        text = render(build(args.part, args), args.compact)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)

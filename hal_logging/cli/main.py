@@ -7,6 +7,7 @@ Subcommands::
     hal-logging schema    table and DCR definitions         (hal_logging.azure.schema_cli)
     hal-logging azure-setup  create the Azure resources     (hal_logging.azure.setup_cli)
     hal-logging forward   same as hal-logging-forward       (hal_logging.cli.forward)
+    hal-logging report    one run as a self-contained HTML  (hal_logging.cli.report)
 
 Each subcommand module is imported only when chosen, so ``hal-logging query``
 never imports the Azure SDK.
@@ -36,10 +37,15 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "create the Azure resources (packaged setup-logging.sh; --export DIR for Bicep)",
         "",
     ),
+    "report": (
+        "hal_logging.cli.report",
+        "write one run as a self-contained HTML page",
+        "pip install 'hal-logging[report]'",
+    ),
 }
 
 USAGE = (
-    "usage: hal-logging {query,emulator,schema,azure-setup,forward} [ARGS...]"
+    "usage: hal-logging {query,emulator,schema,azure-setup,forward,report} [ARGS...]"
     "   (hal-logging COMMAND --help)"
 )
 

@@ -47,6 +47,9 @@ param tablePlan string = 'Analytics'
 @description('DCR transformation; "source" keeps rows as sent (filter before sending: cheaper).')
 param transformKql string = 'source'
 
+@description('Deploy the "hal-logging: benchmark runs" workbook (run picker, task table, errors, volume).')
+param deployWorkbook bool = true
+
 // Generated from hal_logging/schema.py; see the header.
 var schema = loadJsonContent('columns.json')
 
@@ -126,6 +129,23 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!e
     principalId: publisherPrincipalId
     principalType: 'ServicePrincipal'
   }
+}
+
+// The workbook's JSON is generated too (hal-logging schema --part workbook, a test
+// compares it): its queries come from the same schema as the table.
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = if (deployWorkbook) {
+  name: guid(resourceGroup().id, workspaceName, 'hal-logging-workbook')
+  location: location
+  kind: 'shared'
+  properties: {
+    displayName: 'hal-logging: benchmark runs'
+    category: 'workbook'
+    sourceId: workspace.id
+    serializedData: replace(loadTextContent('workbook.json'), '\${WORKSPACE_RESOURCE_ID}', workspace.id)
+  }
+  dependsOn: [
+    table
+  ]
 }
 
 @description('export AZURE_MONITOR_DATA_COLLECTION_ENDPOINT=<this>')
