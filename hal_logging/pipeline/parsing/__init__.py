@@ -56,7 +56,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -73,7 +73,13 @@ from hal_logging.pipeline.parsing.terminal import clean, final_state, strip_esca
 from hal_logging.pipeline.parsing.text import TextInfo, parse_text
 from hal_logging.pipeline.parsing.timestamps import canonical, format_epoch
 from hal_logging.pipeline.parsing.traceback import TracebackGroup, starts_traceback
-from hal_logging.pipeline.parsing.trust import apply_trust, trusted_items
+from hal_logging.pipeline.parsing.trust import (
+    CLAIM_SKEW,
+    RESERVED_LOGGER,
+    apply_trust,
+    demote_reserved_logger,
+    trusted_items,
+)
 from hal_logging.pipeline.parsing.wire import row_from_wire
 
 __all__ = ["INPUT_FORMATS", "RESEND_ID", "Parser", "record_id"]
@@ -183,6 +189,7 @@ class Parser:
         multiline_timeout: float = 1.0,
         log_type: str = schema.LOG_TYPE_AGENT,
         resend: bool = False,
+        not_before: float | None = None,
     ) -> None:
         if input_format not in INPUT_FORMATS:
             raise ValueError(
@@ -234,6 +241,15 @@ class Parser:
         self._id_one = _id_prefix(source, self.stream) + _OFFSET_HEX
         self._id_format = self._id_one + " "
         self._read_time_hit = False  # a fast-path row of this chunk has the read time
+        # The writer's lifetime (``not_before``: when a wrapped command started,
+        # epoch seconds): a wire line's time before it (less CLAIM_SKEW) or after
+        # its read time (plus CLAIM_SKEW) is a claim, replaced by the read time.
+        # As canonical strings, compared as strings; unbounded: "" and "\uffff"
+        # (the fast path compares either way: no branch per line).
+        self._bounded = not_before is not None
+        self._time_lo = format_epoch(not_before - CLAIM_SKEW) if not_before is not None else ""
+        self._time_hi = "\uffff"
+        self._hi_received = -1.0
         self.resend = resend
         #: With ``resend``: rows that kept their record id, context and
         #: Properties.hal; those of them that carried a dead-letter answer; and
@@ -263,6 +279,8 @@ class Parser:
         (:meth:`feed_many`): not tried twice, which would cost each such line (a
         wire line with a claim to keep, say) a second parse."""
         data = line.data
+        if self._bounded:
+            self._bound_hi(line.received)
         try:
             if self._wire_first and data.startswith(_WIRE_PREFIX) and not self._held:
                 if fast and self._skip_from is None:  # (_wire_run checks the line's length)
@@ -288,6 +306,8 @@ class Parser:
         if not n:
             return out
         read_time = self._received(lines[-1].received)
+        if self._bounded:
+            self._bound_hi(lines[-1].received)
         self._read_time_hit = False
         slow = False  # a line went through feed(): its row may carry the read time
         feed = self._feed
@@ -436,6 +456,7 @@ class Parser:
                     return out
             text = clean(payload)
             size = len(payload)
+            problems = _decode_problems(payload, text)
         else:
             if cut < 0 and payload.startswith(_WIRE_PREFIX_STR):
                 record = self._wire(
@@ -445,6 +466,7 @@ class Parser:
                     out.extend(self._close(stream))
                     out.append(record)
                     return out
+            problems = _NUL_PROBLEM if "\x00" in payload else None
             text = strip_escapes(final_state(payload)).replace("\x00", "").rstrip()
             size = len(payload) * 3
 
@@ -479,7 +501,9 @@ class Parser:
                 self._skip_from = start
             return out
         if cut < 0 and text[0] == "{" and text[-1] == "}":
-            record = self._json(text, stream, start, end, received, time_hint, prefix, size)
+            record = self._json(
+                text, stream, start, end, received, time_hint, prefix, size, problems
+            )
             if record is not None:
                 out.append(record)
                 return out
@@ -500,7 +524,9 @@ class Parser:
                 start, end, received, received, time_hint, prefix, header=info
             )
             return out
-        record = self._text_record(info, stream, start, end, received, time_hint, prefix, size, cut)
+        record = self._text_record(
+            info, stream, start, end, received, time_hint, prefix, size, cut, problems
+        )
         if cut < 0 and text.isascii() and len(text) == len(payload) and type(payload) is bytes:
             # Nothing was decoded, removed (escapes, NUL) or stripped: the row's
             # strings are slices of the line (see Record.raw).
@@ -515,6 +541,20 @@ class Parser:
             self._last_received = received
             self._last_received_str = format_epoch(received)
         return self._last_received_str
+
+    def _bound_hi(self, received: float) -> None:
+        """The latest time a line read at ``received`` may claim (once per read time)."""
+        if received != self._hi_received:
+            self._hi_received = received
+            self._time_hi = format_epoch(received + CLAIM_SKEW)
+
+    def _bound_time(self, row: dict[str, Any], hal: dict[str, Any], received: float) -> None:
+        """A time outside the writer's lifetime: kept as a claim, the read time used."""
+        tg = row["TimeGenerated"]
+        self._bound_hi(received)
+        if tg < self._time_lo or tg > self._time_hi:
+            hal.setdefault(schema.HAL_CLAIMED, {})["TimeGenerated"] = tg
+            row["TimeGenerated"] = self._received(received)
 
     def _wire_fast(self, data: bytes, start: int, end: int) -> Record | None:
         """One wire line through the fast path (see :meth:`_wire_run`), or None."""
@@ -550,6 +590,8 @@ class Parser:
         """
         stream, source, trust_get, trust_vals, trust_map, trust = self._fast
         ctx_ok, blanks, claims_ok, time_head = self._fast_state
+        lo = self._time_lo
+        hi = self._time_hi
         append = out.append
         hit = False
         k = i
@@ -583,6 +625,8 @@ class Parser:
                     # Properties an object without "hal" (else AttributeError: not taken)
                     or props.setdefault(_PROP_HAL, hal) is not hal
                     or level not in LEVEL_SET
+                    # The VM side's logger names (a claim the careful path keeps)
+                    or logger.startswith(RESERVED_LOGGER)
                     or "\x9b" in msg
                     or (raw is None and ("\x00" in msg or "\x1b" in msg))
                 ):
@@ -594,6 +638,8 @@ class Parser:
                         break
                     time_head = tg[:20]
                 elif not tg[20:26].isdigit() or not tg.isascii():  # the fraction: 6 ASCII digits
+                    break
+                if tg < lo or tg > hi:  # outside the writer's lifetime: a claim
                     break
                 if tg == read_time:
                     hit = True
@@ -638,7 +684,11 @@ class Parser:
         if obj is None:
             return None
         hal: dict[str, Any] = {}
+        if isinstance(payload, bytes) and not payload.isascii() and not _is_utf8(payload):
+            hal["problems"] = ["invalid UTF-8 replaced with U+FFFD"]
         row = row_from_wire(obj, time_hint or self._received(received), hal)
+        if self._bounded:
+            self._bound_time(row, hal, received)
         return self._record(row, hal, stream, start, end, prefix + "wire", size)
 
     def _json(
@@ -651,6 +701,7 @@ class Parser:
         time_hint: str | None,
         prefix: str,
         size: int,
+        problems: Sequence[str] | None = None,
     ) -> Record | None:
         obj = _load_object(text)
         if obj is None:
@@ -659,10 +710,16 @@ class Parser:
         if _ROW_LIKE <= obj.keys() and isinstance(obj.get("Properties", {}), dict):
             # A row without the version marker (keys reordered by a tool): a wire line.
             hal["problems"] = ["row-shaped JSON without the wire version marker"]
+            if problems:
+                hal["problems"].extend(problems)
             row = row_from_wire(obj, time_hint or self._received(received), hal)
             hal.pop("wire_version", None)
+            if self._bounded:
+                self._bound_time(row, hal, received)
             return self._record(row, hal, stream, start, end, prefix + "wire", size)
         partial, fmt = row_from_foreign(obj, text, hal)
+        if problems:
+            hal.setdefault("problems", []).extend(problems)
         row = dict(_BLANK_ROW)
         row["TimeGenerated"] = time_hint or self._received(received)
         row["LoggerName"] = _LOGGERS.get(stream, schema.LOGGER_MERGED)
@@ -680,6 +737,7 @@ class Parser:
         prefix: str,
         size: int,
         cut: int,
+        problems: Sequence[str] | None = None,
     ) -> Record:
         row = dict(_BLANK_ROW)
         row["TimeGenerated"] = time_hint or info.time or self._received(received)
@@ -691,6 +749,8 @@ class Parser:
             props["logger"] = info.logger
         row["Properties"] = props
         hal: dict[str, Any] = {}
+        if problems:
+            hal["problems"] = list(problems)
         if cut > 0:
             _mark_cut(row, hal, cut)
         return self._record(row, hal, stream, start, end, prefix + info.fmt, size)
@@ -780,6 +840,9 @@ class Parser:
         if hal:
             meta.update(hal)
         apply_trust(row, self._trust, meta)
+        logger = row.get("LoggerName")
+        if type(logger) is str and logger.startswith(RESERVED_LOGGER):
+            demote_reserved_logger(row, meta)
         props = row["Properties"]
         if schema.PROP_HAL in props:
             meta.setdefault(schema.HAL_CLAIMED, {})["hal"] = props.pop(schema.PROP_HAL)
@@ -830,6 +893,35 @@ class Parser:
             self._record(row, hal, self.stream, line.start, line.end, "text", len(line.data))
         )
         return out
+
+
+_NUL_PROBLEM: Final = ("NUL characters removed",)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decode_problems(payload: bytes, text: str) -> Sequence[str] | None:
+    """What decoding a line changed besides escapes: NUL removed, invalid UTF-8 replaced.
+
+    Cheap for ordinary lines: a byte search, and a strict decode only when the
+    text holds U+FFFD at all.
+    """
+    nul = b"\x00" in payload
+    bad = "\ufffd" in text and not _is_utf8(payload)
+    if not (nul or bad):
+        return None
+    if not bad:
+        return _NUL_PROBLEM
+    out = ["invalid UTF-8 replaced with U+FFFD"]
+    if nul:
+        out.append(_NUL_PROBLEM[0])
+    return out
 
 
 def _claims_differ(trust: tuple[tuple[str, str], ...], claims: tuple[str, ...]) -> bool:
