@@ -871,6 +871,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             return EXIT_USAGE
         # An orchestrator waiting for the summary gets one: nothing delivered, and why.
         stats.exit_status = EXIT_DESTINATION
+        stats.mode, stats.sink = source.mode, sink_name
         stats.delivery = Delivery(complete=False, status=EXIT_DESTINATION).as_json()
         stats.notes.append(f"destination cannot be used: {exc}")
         stats.finish()
