@@ -126,9 +126,7 @@ def _script(tmp_path: Path, status: int) -> list[str]:
     return [sys.executable, str(script)]
 
 
-@pytest.mark.parametrize(
-    ("policy", "expected"), [("auto", 75), ("command", 75), ("delivery", 0)]
-)
+@pytest.mark.parametrize(("policy", "expected"), [("auto", 75), ("command", 75), ("delivery", 0)])
 def test_a_command_that_exits_75_is_not_undelivered_data(
     tmp_path: Path, policy: str, expected: int
 ) -> None:
@@ -142,9 +140,7 @@ def test_a_command_that_exits_75_is_not_undelivered_data(
 
 
 @pytest.mark.parametrize(("policy", "expected"), [("auto", 75), ("command", 3), ("delivery", 75)])
-def test_exit_status_policy_when_delivery_fails(
-    tmp_path: Path, policy: str, expected: int
-) -> None:
+def test_exit_status_policy_when_delivery_fails(tmp_path: Path, policy: str, expected: int) -> None:
     s = tmp_path / "s.json"
     with started_emulator(tmp_path, forbidden=True) as emu:
         env = {**emu.env(), "HAL_LOGGING_AZURE_BACKOFF": "0.02,0.2"}

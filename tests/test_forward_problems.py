@@ -34,9 +34,7 @@ def test_nul_and_invalid_utf8_leave_a_note(tmp_path: Path) -> None:
     db = tmp_path / "ws.db"
     res = run_forward(["--db", str(db), str(log)], tmp_path)
     assert res.returncode == 0, res.stderr
-    problems = {
-        r["Message"]: r["Properties"]["hal"].get("problems", []) for r in db_rows(db)
-    }
+    problems = {r["Message"]: r["Properties"]["hal"].get("problems", []) for r in db_rows(db)}
     assert problems["text with a nul inside"] == ["NUL characters removed"]
     assert problems["text caf\ufffd latte"] == ["invalid UTF-8 replaced with U+FFFD"]
     assert problems["text with a real \ufffd replacement character"] == []

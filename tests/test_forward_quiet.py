@@ -37,7 +37,9 @@ def test_quiet_403_prints_the_cause(tmp_path: Path) -> None:
 def test_quiet_404_prints_the_cause(tmp_path: Path) -> None:
     log = _log(tmp_path)
     with started_emulator(tmp_path) as emu:
-        res = run_forward(["-q", "--stream", "Custom-NoSuchStream_CL", str(log)], tmp_path, emu.env())
+        res = run_forward(
+            ["-q", "--stream", "Custom-NoSuchStream_CL", str(log)], tmp_path, emu.env()
+        )
         assert emu.workspace.count() == 0
     assert res.returncode == 75
     err = res.stderr.strip().splitlines()

@@ -125,7 +125,7 @@ def test_unreadable_env_file_is_a_warning(tmp_path: Path, fake_docker: dict[str,
 
 def test_read_env_file_follows_docker_rules(tmp_path: Path) -> None:
     f = tmp_path / "e.env"
-    f.write_text("# c\n\nA=1\n  B = spaced\nC=x=y\nD\nE\nQ=\"q\"\n")
+    f.write_text('# c\n\nA=1\n  B = spaced\nC=x=y\nD\nE\nQ="q"\n')
     assert read_env_file(str(f), {"D": "from-env"}) == {
         "A": "1",
         "B": " spaced",

@@ -193,4 +193,4 @@ def test_fast_and_careful_paths_agree_on_claims(not_before: float | None) -> Non
             assert rows[msg]["TimeGenerated"] == "2024-05-01T12:00:01.000000Z"  # read time
             assert "TimeGenerated" in rows[msg]["Properties"]["hal"]["claimed"]
     # Ordinary lines still take the fast path with a lifetime set (Record.raw: its mark).
-    assert [r for r in fast if r.row["Message"] == "ok"][0].raw is not None
+    assert next(r for r in fast if r.row["Message"] == "ok").raw is not None
