@@ -1005,7 +1005,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         )
     elif unreadable_status:
         delivery = Delivery(complete=False, status=EXIT_INPUT)
-    command_status = stats.command_status if isinstance(source, CommandSource) else None
+    # None unless the source ran a command (any source that knows one sets it).
+    command_status = stats.command_status
     status = choose_exit_status(config.exit_status, command_status, delivery)
     stats.exit_status = status
     stats.delivery = delivery.as_json()
