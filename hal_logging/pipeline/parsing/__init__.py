@@ -592,6 +592,7 @@ class Parser:
         ctx_ok, blanks, claims_ok, time_head = self._fast_state
         lo = self._time_lo
         hi = self._time_hi
+        reserved = RESERVED_LOGGER
         append = out.append
         hit = False
         k = i
@@ -626,7 +627,7 @@ class Parser:
                     or props.setdefault(_PROP_HAL, hal) is not hal
                     or level not in LEVEL_SET
                     # The VM side's logger names (a claim the careful path keeps)
-                    or logger.startswith(RESERVED_LOGGER)
+                    or logger.startswith(reserved)
                     or "\x9b" in msg
                     or (raw is None and ("\x00" in msg or "\x1b" in msg))
                 ):
