@@ -14,6 +14,7 @@ import pytest
 
 from hal_logging import _json
 from hal_logging.emulator import Emulator
+from hal_logging.pipeline.parsing import record_id
 from tests.azure_helpers import started_emulator
 from tests.forward_helpers import db_count, db_rows, run_forward, wire_line
 from tests.vm_helpers import StubIMDS, imds_server, make_dmi
@@ -150,6 +151,8 @@ def test_second_destination_gets_the_file_whole_and_reruns_resume(tmp_path: Path
 
 
 def test_old_checkpoint_without_destination_ships_whole_once(tmp_path: Path) -> None:
+    """A version-1 checkpoint: its input is shipped whole once, under the record ids
+    that version gave (``record_id`` of the bare file identity), then resumes."""
     log = tmp_path / "run.log"
     write_log(log, 20)
     db = tmp_path / "local.db"
@@ -157,18 +160,24 @@ def test_old_checkpoint_without_destination_ships_whole_once(tmp_path: Path) -> 
     cp_path = tmp_path / "run.log.hal-checkpoint"
     cp = _json.loads(cp_path.read_bytes())
     (entries,) = [d["files"] for d in cp["destinations"].values()]
-    cp_path.write_bytes(_json.dumps({"version": 1, "files": entries}))  # as 0.x wrote it
+    for e in entries.values():  # as 0.x wrote it: no context tag in the source
+        e["source"] = e["source"].split("#")[0]
+    legacy_source = next(iter(entries.values()))["source"]
+    cp_path.write_bytes(_json.dumps({"version": 1, "files": entries}))
 
     other = tmp_path / "other.db"
     res = run_forward(["--db", str(other), str(log)], tmp_path)
     assert res.returncode == 0, res.stderr
     assert "does not say which destination" in res.stderr
-    assert db_count(other) == 20
+    rows = db_rows(other)
+    assert len(rows) == 20
+    assert rows[0]["Properties"]["hal"]["record_id"] == record_id(legacy_source, "unknown", 0)
     # The old entries are kept (under an unknown destination), the new one beside them.
     cp = _json.loads(cp_path.read_bytes())
     assert "unknown:version-1" in cp["destinations"] and len(cp["destinations"]) == 2
     again = run_forward(["--db", str(other), str(log)], tmp_path)
     assert again.returncode == 0 and "already shipped" in again.stderr
+    assert db_count(other) == 20
 
 
 def test_reship_under_corrected_task_id_stores_the_rows(tmp_path: Path) -> None:

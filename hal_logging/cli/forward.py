@@ -832,6 +832,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
                     f"{PROG}: cannot open --raw-log-redacted {config.raw_log_redacted}: "
                     f"{exc.strerror}; choose a writable path"
                 )
+                for st in stores:
+                    st.close()
                 return EXIT_USAGE
         source = CommandSource(config.command, config.raw_log, redacted_log)
     elif config.follow:

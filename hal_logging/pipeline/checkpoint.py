@@ -19,7 +19,7 @@ The identity string (``dev:ino:hash``) is also the ``source`` that record ids ar
 derived from, so the same bytes of the same file always get the same ids, in a
 clean run and in a resumed one. When the VM side vouches for a context (run id,
 task id...), a digest of it is part of the source (``dev:ino:hash#ctx``,
-:func:`context_tag`): the same bytes shipped under a corrected ``--task-id`` are
+:func:`context_tag`; ``#`` alone for none): the same bytes shipped under a corrected ``--task-id`` are
 other rows (in Azure as in the workspace), not duplicates of the first ones,
 and a checkpoint written under another context does not resume.
 
@@ -30,9 +30,10 @@ same input shipped to a second destination is shipped whole, and a rerun to the
 first still resumes. A file written by an older version (``{"version": 1,
 "files": ...}``) does not say its destination: its entries are kept in the file
 (under :data:`LEGACY_DESTINATION`) but resume nothing; the input is shipped from
-its start once (the workspace recognises rows it already holds by record id;
-Azure stores them again, removable by record id), which can duplicate but never
-lose.
+its start once, under the record ids it had then (the workspace recognises rows
+it already holds; Azure stores them again, removable by record id), which can
+duplicate but never lose. Such a source carries no context tag, so later runs
+resume it whatever their context.
 """
 
 from __future__ import annotations
@@ -70,10 +71,11 @@ def context_tag(trusted: Mapping[str, str]) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
 
 
-def source_context(source: str) -> str:
-    """The context tag inside a record-id source (``dev:ino:hash#ctx~gen``), or ""."""
+def source_context(source: str) -> str | None:
+    """The context tag inside a record-id source (``dev:ino:hash#ctx~gen``; "" for no
+    context), or None for a source written before sources carried one."""
     base = source.split("~", 1)[0]
-    return base.split("#", 1)[1] if "#" in base else ""
+    return base.split("#", 1)[1] if "#" in base else None
 
 
 def source_identity(source: str) -> str:
@@ -273,6 +275,13 @@ class CheckpointStore:
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.entries.get(key)
+
+    def legacy_entry(self, key: str) -> dict[str, Any] | None:
+        """``key``'s entry in a version-1 file (destination unknown), if any."""
+        section = self._others.get(LEGACY_DESTINATION)
+        files = section.get("files") if isinstance(section, dict) else None
+        entry = files.get(key) if isinstance(files, dict) else None
+        return entry if isinstance(entry, dict) else None
 
     def commit(self, updates: dict[str, dict[str, Any]]) -> None:
         """Merge ``updates`` and write the file atomically and durably."""

@@ -39,14 +39,20 @@ def open_input(
     key = os.path.abspath(path)
     size = os.fstat(fd).st_size
     inp = FileInput(key, fd, ident, store, size)
-    base = f"{ident.source}#{context_tag}" if context_tag else ident.source
+    base = f"{ident.source}#{context_tag}"
     entry = store.get(key) if store is not None else None
     resumed = resume_point(entry, fd)
     if resumed is not None:
-        if source_context(resumed[1]) == context_tag:
+        if source_context(resumed[1]) in (context_tag, None):  # None: written before tags
             return inp, resumed[0], resumed[1]
         inp.context_changed = True  # shipped before under another context: whole again
         return inp, 0, base
+    if entry is None and store is not None:
+        legacy = resume_point(store.legacy_entry(key), fd)
+        if legacy is not None:
+            # A version-1 checkpoint (destination unknown): from the start, under the
+            # record ids that version gave (so rows it delivered are recognised).
+            return inp, 0, legacy[1]
     if entry and source_identity(str(entry.get("source", ""))) == ident.source:
         # Same inode and first line, yet not the bytes we delivered (rewritten in
         # place, truncated and regrown): a new generation, so its record ids can
