@@ -12,6 +12,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -179,3 +180,26 @@ def test_raw_log_redacted_needs_redaction(tmp_path: Path) -> None:
         ["--no-redact", "--raw-log-redacted", str(tmp_path / "r.log"), "--", "true"], tmp_path
     )
     assert res.returncode == 2 and "--raw-log-redacted" in res.stderr
+
+
+def test_env_file_with_the_real_daemon(tmp_path: Path, docker_kit: Any) -> None:
+    """The same through a real ``docker run --env-file`` (skipped without a daemon)."""
+    first, second = _env_files(tmp_path)
+    db = tmp_path / "ws.db"
+    argv = docker_kit.python_argv(
+        "-c",
+        "import os\n"
+        "for n in ('OPENAI_API_KEY', 'HF_TOKEN', 'PASSED_VALUE', 'MODEL_NOTE'):\n"
+        "    print(n, os.environ.get(n))\n",
+        rm=True,
+        extra=["--env-file", str(first), f"--env-file={second}"],
+    )
+    res = run_forward(["--db", str(db), "--", *argv], tmp_path, {"PASSED_VALUE": PASSED})
+    assert res.returncode == 0, res.stderr
+    rows = db_rows(db)
+    messages = [r["Message"] for r in rows]
+    assert "OPENAI_API_KEY [REDACTED:env:OPENAI_API_KEY]" in messages
+    assert "PASSED_VALUE [REDACTED:env:PASSED_VALUE]" in messages  # docker passed it through
+    for secret in (OPENAI, HF, PASSED, QUOTED):
+        assert secret.encode() not in db.read_bytes(), secret
+    assert {r["RunID"] for r in rows} == {"run-from-env-file"}
