@@ -590,9 +590,16 @@ class Parser:
         """
         stream, source, trust_get, trust_vals, trust_map, trust = self._fast
         ctx_ok, blanks, claims_ok, time_head = self._fast_state
-        lo = self._time_lo
-        hi = self._time_hi
+        # The writer's lifetime, checked with the time's shape (once per second): a
+        # second strictly inside it passes; lines of a boundary second (the one the
+        # command started in, the one after the read time) take the careful path,
+        # which checks exactly. Unbounded: "" and "\uffff", always inside.
+        lo = self._time_lo[:20]
+        hi = self._time_hi[:20]
+        if time_head >= hi:  # (the clock went back: check the second again)
+            time_head = ""
         reserved = RESERVED_LOGGER
+        logger_ok = ""  # the last logger name that is not the VM side's
         append = out.append
         hit = False
         k = i
@@ -627,7 +634,7 @@ class Parser:
                     or props.setdefault(_PROP_HAL, hal) is not hal
                     or level not in LEVEL_SET
                     # The VM side's logger names (a claim the careful path keeps)
-                    or logger.startswith(reserved)
+                    or (logger != logger_ok and logger.startswith(reserved))
                     or "\x9b" in msg
                     or (raw is None and ("\x00" in msg or "\x1b" in msg))
                 ):
@@ -635,13 +642,12 @@ class Parser:
                 if tg[:20] != time_head or len(tg) != 27 or tg[26] != "Z":
                     # Not the second of the line before: the full check (once per second;
                     # a TimeGenerated that is not a str always comes here, or raises).
-                    if type(tg) is not str or not canonical(tg):
+                    if type(tg) is not str or not canonical(tg) or not lo < tg[:20] < hi:
                         break
                     time_head = tg[:20]
                 elif not tg[20:26].isdigit() or not tg.isascii():  # the fraction: 6 ASCII digits
                     break
-                if tg < lo or tg > hi:  # outside the writer's lifetime: a claim
-                    break
+                logger_ok = logger
                 if tg == read_time:
                     hit = True
                 if ctx != ctx_ok:  # (else the context of a line before: known good)
