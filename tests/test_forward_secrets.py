@@ -203,3 +203,15 @@ def test_env_file_with_the_real_daemon(tmp_path: Path, docker_kit: Any) -> None:
     for secret in (OPENAI, HF, PASSED, QUOTED):
         assert secret.encode() not in db.read_bytes(), secret
     assert {r["RunID"] for r in rows} == {"run-from-env-file"}
+
+
+def test_an_existing_raw_log_is_narrowed_to_0600(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.log"
+    raw.write_text("earlier run\n")
+    raw.chmod(0o644)
+    res = run_forward(
+        ["--db", str(tmp_path / "ws.db"), "--raw-log", str(raw), "--", "echo", "again"], tmp_path
+    )
+    assert res.returncode == 0, res.stderr
+    assert stat.S_IMODE(raw.stat().st_mode) == 0o600
+    assert raw.read_text() == "earlier run\nagain\n"  # appended, as before
