@@ -250,6 +250,8 @@ class Parser:
         self._time_lo = format_epoch(not_before - CLAIM_SKEW) if not_before is not None else ""
         self._time_hi = "\uffff"
         self._hi_received = -1.0
+        #: Their seconds ("YYYY-MM-DDTHH:MM:SS."), for the wire fast path.
+        self._time_secs = (self._time_lo[:20], self._time_hi)
         self.resend = resend
         #: With ``resend``: rows that kept their record id, context and
         #: Properties.hal; those of them that carried a dead-letter answer; and
@@ -547,6 +549,7 @@ class Parser:
         if received != self._hi_received:
             self._hi_received = received
             self._time_hi = format_epoch(received + CLAIM_SKEW)
+            self._time_secs = (self._time_secs[0], self._time_hi[:20])
 
     def _bound_time(self, row: dict[str, Any], hal: dict[str, Any], received: float) -> None:
         """A time outside the writer's lifetime: kept as a claim, the read time used."""
@@ -594,8 +597,7 @@ class Parser:
         # second strictly inside it passes; lines of a boundary second (the one the
         # command started in, the one after the read time) take the careful path,
         # which checks exactly. Unbounded: "" and "\uffff", always inside.
-        lo = self._time_lo[:20]
-        hi = self._time_hi[:20]
+        lo, hi = self._time_secs
         if time_head >= hi:  # (the clock went back: check the second again)
             time_head = ""
         reserved = RESERVED_LOGGER
