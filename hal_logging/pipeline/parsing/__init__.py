@@ -281,11 +281,11 @@ class Parser:
         (:meth:`feed_many`): not tried twice, which would cost each such line (a
         wire line with a claim to keep, say) a second parse."""
         data = line.data
-        if self._bounded:
-            self._bound_hi(line.received)
         try:
             if self._wire_first and data.startswith(_WIRE_PREFIX) and not self._held:
                 if fast and self._skip_from is None:  # (_wire_run checks the line's length)
+                    if self._bounded:  # (the careful path bounds its own times)
+                        self._bound_hi(line.received)
                     out: list[Record] = []
                     if self._wire_run([line], 0, [self._id_one % line.start], out, None):
                         return out
