@@ -694,9 +694,7 @@ class _Spool:
             self._fh.close()
 
 
-def _open_stores(
-    config: ForwardConfig, destination: str = ""
-) -> tuple[dict[str, Any], list[Any]]:
+def _open_stores(config: ForwardConfig, destination: str = "") -> tuple[dict[str, Any], list[Any]]:
     """Checkpoint store per input path (one shared store with --checkpoint), each
     reading and writing the entries of ``destination`` only."""
     from hal_logging.pipeline.checkpoint import CheckpointStore, default_checkpoint_path

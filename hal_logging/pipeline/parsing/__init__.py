@@ -228,12 +228,14 @@ class Parser:
             self._trust,
         )
         #: And what it remembers from line to line: the last context that passed,
-        #: whether its claims had blanks to fill, the last claims with blanks, and
-        #: "YYYY-MM-DDTHH:MM:SS." of the last canonical time seen.
-        self._fast_state: tuple[tuple[str, ...] | None, bool, tuple[str, ...] | None, str] = (
+        #: whether its claims had blanks to fill, the last claims with blanks,
+        #: "YYYY-MM-DDTHH:MM:SS." of the last canonical time seen, and the last
+        #: logger name that is not the VM side's.
+        self._fast_state: tuple[tuple[str, ...] | None, bool, tuple[str, ...] | None, str, str] = (
             None,
             False,
             None,
+            "",
             "",
         )
         # A record id is this prefix and the offset (see record_id); as formats
@@ -592,7 +594,7 @@ class Parser:
         ``_read_time_hit`` (:func:`_clamp_read_times` must look at the chunk).
         """
         stream, source, trust_get, trust_vals, trust_map, trust = self._fast
-        ctx_ok, blanks, claims_ok, time_head = self._fast_state
+        ctx_ok, blanks, claims_ok, time_head, logger_ok = self._fast_state
         # The writer's lifetime, checked with the time's shape (once per second): a
         # second strictly inside it passes; lines of a boundary second (the one the
         # command started in, the one after the read time) take the careful path,
@@ -601,7 +603,6 @@ class Parser:
         if time_head >= hi:  # (the clock went back: check the second again)
             time_head = ""
         reserved = RESERVED_LOGGER
-        logger_ok = ""  # the last logger name that is not the VM side's
         append = out.append
         hit = False
         k = i
@@ -673,7 +674,7 @@ class Parser:
                 k = len(lines)
         except Exception:  # anything unforeseen (a missing key...): the careful path decides
             pass
-        self._fast_state = (ctx_ok, blanks, claims_ok, time_head)
+        self._fast_state = (ctx_ok, blanks, claims_ok, time_head, logger_ok)
         if hit:
             self._read_time_hit = True
         return k

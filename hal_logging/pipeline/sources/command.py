@@ -204,7 +204,9 @@ class CommandSource:
                     try:
                         self.redacted_log.feed(stream, data)
                     except OSError as exc:
-                        self.raw_error = f"--raw-log-redacted {self.redacted_log.path}: {exc.strerror}"
+                        self.raw_error = (
+                            f"--raw-log-redacted {self.redacted_log.path}: {exc.strerror}"
+                        )
                 self._q.put((stream, data))
         finally:
             self._q.put((stream, None))
