@@ -460,7 +460,9 @@ class Parser:
                     return out
             text = clean(payload)
             size = len(payload)
-            problems = _decode_problems(payload, text)
+            problems = (
+                _decode_problems(payload, text) if b"\x00" in payload or "\ufffd" in text else None
+            )
         else:
             if cut < 0 and payload.startswith(_WIRE_PREFIX_STR):
                 record = self._wire(
@@ -697,6 +699,7 @@ class Parser:
         if isinstance(payload, bytes) and not payload.isascii() and not _is_utf8(payload):
             hal["problems"] = ["invalid UTF-8 replaced with U+FFFD"]
         row = row_from_wire(obj, time_hint or self._received(received), hal)
+        demote_reserved_logger(row, hal)
         if self._bounded:
             self._bound_time(row, hal, received)
         return self._record(row, hal, stream, start, end, prefix + "wire", size)
@@ -724,6 +727,7 @@ class Parser:
                 hal["problems"].extend(problems)
             row = row_from_wire(obj, time_hint or self._received(received), hal)
             hal.pop("wire_version", None)
+            demote_reserved_logger(row, hal)
             if self._bounded:
                 self._bound_time(row, hal, received)
             return self._record(row, hal, stream, start, end, prefix + "wire", size)
@@ -734,6 +738,7 @@ class Parser:
         row["TimeGenerated"] = time_hint or self._received(received)
         row["LoggerName"] = _LOGGERS.get(stream, schema.LOGGER_MERGED)
         row.update(partial)
+        demote_reserved_logger(row, hal)  # another logger's JSON may name one too
         return self._record(row, hal, stream, start, end, prefix + fmt, size)
 
     def _text_record(
@@ -850,9 +855,6 @@ class Parser:
         if hal:
             meta.update(hal)
         apply_trust(row, self._trust, meta)
-        logger = row.get("LoggerName")
-        if type(logger) is str and logger.startswith(RESERVED_LOGGER):
-            demote_reserved_logger(row, meta)
         props = row["Properties"]
         if schema.PROP_HAL in props:
             meta.setdefault(schema.HAL_CLAIMED, {})["hal"] = props.pop(schema.PROP_HAL)
