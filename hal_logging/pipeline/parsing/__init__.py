@@ -69,7 +69,13 @@ from hal_logging.pipeline.parsing import docker
 from hal_logging.pipeline.parsing.foreign_json import row_from_foreign
 from hal_logging.pipeline.parsing.levels import LEVEL_SET
 from hal_logging.pipeline.parsing.limits import cut_columns, fit_meta, fit_properties
-from hal_logging.pipeline.parsing.terminal import clean, final_state, strip_escapes
+from hal_logging.pipeline.parsing.terminal import (
+    NUL_REMOVED,
+    clean,
+    clean_noted,
+    final_state,
+    strip_escapes,
+)
 from hal_logging.pipeline.parsing.text import TextInfo, parse_text
 from hal_logging.pipeline.parsing.timestamps import canonical, format_epoch
 from hal_logging.pipeline.parsing.traceback import TracebackGroup, starts_traceback
@@ -458,11 +464,9 @@ class Parser:
                     out.extend(self._close(stream))
                     out.append(record)
                     return out
-            text = clean(payload)
+            text, noted = clean_noted(payload)
+            problems: Sequence[str] | None = noted
             size = len(payload)
-            problems = (
-                _decode_problems(payload, text) if b"\x00" in payload or "\ufffd" in text else None
-            )
         else:
             if cut < 0 and payload.startswith(_WIRE_PREFIX_STR):
                 record = self._wire(
@@ -907,7 +911,7 @@ class Parser:
         return out
 
 
-_NUL_PROBLEM: Final = ("NUL characters removed",)
+_NUL_PROBLEM: Final = (NUL_REMOVED,)
 
 
 def _is_utf8(data: bytes) -> bool:
@@ -916,24 +920,6 @@ def _is_utf8(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
-
-
-def _decode_problems(payload: bytes, text: str) -> Sequence[str] | None:
-    """What decoding a line changed besides escapes: NUL removed, invalid UTF-8 replaced.
-
-    Cheap for ordinary lines: a byte search, and a strict decode only when the
-    text holds U+FFFD at all.
-    """
-    nul = b"\x00" in payload
-    bad = "\ufffd" in text and not _is_utf8(payload)
-    if not (nul or bad):
-        return None
-    if not bad:
-        return _NUL_PROBLEM
-    out = ["invalid UTF-8 replaced with U+FFFD"]
-    if nul:
-        out.append(_NUL_PROBLEM[0])
-    return out
 
 
 def _claims_differ(trust: tuple[tuple[str, str], ...], claims: tuple[str, ...]) -> bool:
