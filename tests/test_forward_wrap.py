@@ -159,5 +159,5 @@ def test_delivery_failure_exits_75_and_keeps_rows_for_a_later_run(tmp_path: Path
 
 def test_command_not_found_is_a_clear_error(tmp_path: Path) -> None:
     res = run_forward(["--", "definitely-not-a-command-xyz"], tmp_path)
-    assert res.returncode == 2
+    assert res.returncode == 127  # as a shell says it (2 is a usage error)
     assert "command not found" in res.stderr and "Traceback" not in res.stderr

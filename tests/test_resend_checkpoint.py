@@ -35,7 +35,8 @@ def checkpoint_offset(path: Path) -> int:
         data = _json.loads(path.read_bytes())
     except OSError:
         return 0
-    return max((int(e.get("offset", 0)) for e in data["files"].values()), default=0)
+    entries = [e for d in data["destinations"].values() for e in d["files"].values()]
+    return max((int(e.get("offset", 0)) for e in entries), default=0)
 
 
 class ProbeSink(Sink):

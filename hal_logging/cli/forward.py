@@ -12,15 +12,22 @@ and filters, runs the :class:`~hal_logging.pipeline.runner.Runner`, and prints
 the summary. Errors a user can fix are one line on stderr saying what to do,
 never a traceback.
 
-Exit status: 0 every record read was delivered; 75 some were not (stderr and
-``--summary-json`` say how many and where they are kept: the input file and
-its checkpoint, a dead-letter file, or wrap mode's spool file; a rerun
-resumes; ship a dead-letter or spool file with ``--resend FILE``, which keeps
-the rows' record ids so those already delivered are not stored twice); 2
-usage error; 1 an input could not be read. In wrap mode, when
-delivery is complete the exit status is CMD's own (128+N if a signal N killed
-it); when delivery is not complete it is 75 whatever CMD returned (CMD's
-status is then in the summary), because losing rows is the louder problem.
+Exit status (defined once, in :mod:`hal_logging.pipeline.outcome`): 0 every
+record read was delivered; 75 some were not (stderr and ``--summary-json`` say
+how many and where they are kept: the input file and its checkpoint, a
+dead-letter file, or wrap mode's spool file; a rerun resumes; ship a
+dead-letter or spool file with ``--resend FILE``, which keeps the rows' record
+ids so those already delivered are not stored twice); 73 the destination
+cannot be used (nothing shipped); 2 usage error (including an Azure VM without
+ingestion settings: the local workspace only when asked for); 1 an input could
+not be read. In wrap mode 127 means the command was not found and 126 that it
+cannot be executed (a row says which), and ``--exit-status`` chooses which
+fact the status carries: ``auto`` (default) CMD's own status (128+N if a signal
+N killed it) when delivery is complete, else 75; ``command`` always CMD's;
+``delivery`` 0/73/75 whatever CMD returned. The summary JSON holds both.
+
+Errors are never silent: ``-q`` hides progress and summaries, not a failure's cause.
+Checkpoints belong to their destination (:mod:`hal_logging.pipeline.destination`).
 """
 
 from __future__ import annotations
@@ -36,12 +43,18 @@ from typing import Any
 
 from hal_logging import schema
 from hal_logging.pipeline.config import DEFAULT_PRICE_PER_GB, ForwardConfig
+from hal_logging.pipeline.outcome import (
+    EXIT_DESTINATION,
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_STATUS_POLICIES,
+    EXIT_UNDELIVERED,
+    EXIT_USAGE,
+    Delivery,
+)
+from hal_logging.pipeline.outcome import exit_status as choose_exit_status
 
 PROG = "hal-logging-forward"
-EXIT_OK = 0
-EXIT_INPUT = 1
-EXIT_USAGE = 2
-EXIT_UNDELIVERED = 75
 
 INPUT_FORMATS = ("auto", "docker-json", "docker-timestamps", "raw")
 LEVEL_CHOICES = schema.LEVELS
@@ -52,18 +65,28 @@ where rows go:
   AZURE_MONITOR_DATA_COLLECTION_ENDPOINT/AZURE_MONITOR_DATA_COLLECTION_RULE_ID),
   otherwise the local workspace (--db, HAL_LOGGING_DB, default ./hal-logs.db),
   readable with `hal-logging query`. --sink jsonl writes JSON lines instead.
+  On an Azure VM without those settings the forwarder refuses (exit 2) unless
+  the local workspace is asked for (--sink sqlite, --db or HAL_LOGGING_DB).
+  A checkpoint belongs to its destination: the same FILE shipped to another
+  destination is shipped whole; a rerun to the same one resumes.
 
 context (trusted: the container cannot override it):
   flags, then the environment (HAL_RUN_ID, HAL_TASK_ID, HAL_BENCHMARK,
   HAL_AGENT_NAME, HAL_VM_NAME, HAL_EXECUTION_MODE, EXECUTED_BY, HAL_LOG_TYPE),
-  then in wrap mode the command's own `-e NAME=VALUE` / `--env NAME=VALUE`.
+  then in wrap mode the command's own `-e NAME=VALUE` / `--env NAME=VALUE`
+  and the files of its `--env-file FILE` (their values are redacted too).
 
-exit status:
+exit status (errors are never silent: -q hides summaries, not a failure):
   0   every record read was delivered (wrap mode: CMD's own status; 137 for a
       container killed by docker kill, the OOM killer or --stop-timeout)
   75  some records were not delivered; stderr says how many and where they are
       kept; rerun the same command to resume from the checkpoint
+  73  the destination cannot be used (workspace cannot be opened or created,
+      sink cannot be built); nothing was shipped
   2   usage error;  1  an input file could not be read
+  127 / 126  wrap mode: CMD not found / cannot be executed (a row says which)
+  --exit-status command|delivery (wrap mode): always CMD's status, or always
+  the delivery status (0/73/75); the summary JSON (--summary-json) holds both
 
 examples:
   hal-logging-forward --run-id R1 --task-id T7 -- docker run --rm --init -e HAL_RUN_ID=R1 IMAGE
@@ -169,7 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--raw-log",
         metavar="PATH",
-        help="wrap mode: also append CMD's raw output (both streams) to PATH",
+        help="wrap mode: also append CMD's raw output (both streams) to PATH; raw means "
+        "UNREDACTED (secrets included): created with mode 0600",
+    )
+    g.add_argument(
+        "--raw-log-redacted",
+        metavar="PATH",
+        help="wrap mode: append CMD's output to PATH as it came, line by line, with secrets "
+        "replaced as in the rows (mode 0600)",
+    )
+    g.add_argument(
+        "--exit-status",
+        choices=EXIT_STATUS_POLICIES,
+        default="auto",
+        help="wrap mode: what the exit status carries: auto (CMD's status when everything "
+        "was delivered, else 75), command (always CMD's), delivery (0/73/75)",
     )
 
     g = p.add_argument_group("context (trusted; falls back to the environment)")
@@ -325,7 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-progress", dest="progress", action="store_false", help="never show a progress bar"
     )
     g.add_argument(
-        "--quiet", "-q", action="store_true", help="no summary on stderr (errors still shown)"
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress or summary on stderr (a failure's cause is still shown)",
     )
 
     g = p.add_argument_group("redaction (on by default)")
@@ -425,15 +465,62 @@ def _split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return args, []
 
 
-def parse_command_env(command: Sequence[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """``-e NAME=VALUE`` / ``--env NAME=VALUE`` / ``--env=NAME=VALUE`` pairs in CMD (docker style).
+def read_env_file(path: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of a docker ``--env-file``, read the way docker reads it.
 
-    ``-e NAME`` alone passes the variable through from the environment (as
-    docker does), so its value is taken from ``environ`` when set.
+    One ``NAME=VALUE`` per line, the value verbatim (no quotes removed, no
+    expansion); lines starting with ``#`` and blank lines are skipped; a bare
+    ``NAME`` passes the variable through from ``environ`` when set. Raises
+    OSError when the file cannot be read.
     """
     out: dict[str, str] = {}
-    i = 0
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        for raw in fh:
+            line = raw.rstrip("\r\n").lstrip()
+            if not line or line.startswith("#"):
+                continue
+            name, eq, value = line.partition("=")
+            name = name.strip()
+            if not name or not name.replace("_", "a").replace(".", "a").isalnum():
+                continue
+            if eq:
+                out[name] = value
+            elif name in environ:
+                out[name] = environ[name]
+    return out
+
+
+def parse_command_env(
+    command: Sequence[str], environ: Mapping[str, str], notes: list[str] | None = None
+) -> dict[str, str]:
+    """``-e NAME=VALUE`` / ``--env NAME=VALUE`` / ``--env=NAME=VALUE`` pairs in CMD (docker style),
+    and the variables of its ``--env-file FILE`` / ``--env-file=FILE`` files.
+
+    ``-e NAME`` alone passes the variable through from the environment (as
+    docker does), so its value is taken from ``environ`` when set. As in
+    docker, ``-e`` wins over an env-file. An env-file that cannot be read is
+    a warning in ``notes`` (its values cannot be redacted), never a crash.
+    """
+    out: dict[str, str] = {}
     args = list(command)
+    for i, a in enumerate(args):
+        path: str | None = None
+        if a == "--env-file" and i + 1 < len(args):
+            path = args[i + 1]
+        elif a.startswith("--env-file="):
+            path = a[len("--env-file=") :]
+        if not path:
+            continue
+        try:
+            out.update(read_env_file(path, environ))
+        except (OSError, UnicodeError) as exc:
+            if notes is not None:
+                reason = getattr(exc, "strerror", None) or str(exc)
+                notes.append(
+                    f"warning: cannot read the command's --env-file {path} ({reason}): its "
+                    "values are not redacted; pass them with --redact-env NAME"
+                )
+    i = 0
     while i < len(args):
         a = args[i]
         spec: str | None = None
@@ -495,6 +582,14 @@ def config_from_args(
         raise UsageError("--raw-log only applies in wrap mode (-- CMD)")
     if ns.stop_timeout is not None and not command:
         raise UsageError("--stop-timeout only applies in wrap mode (-- CMD)")
+    if ns.raw_log_redacted and not command:
+        raise UsageError("--raw-log-redacted only applies in wrap mode (-- CMD)")
+    if ns.raw_log_redacted and not ns.redact:
+        raise UsageError("--raw-log-redacted needs redaction: drop --no-redact, or use --raw-log")
+    if ns.exit_status != "auto" and not command:
+        raise UsageError(
+            "--exit-status only applies in wrap mode (-- CMD): other modes have no command status"
+        )
 
     sample: dict[str, float] = {}
     for k, v in _pairs(ns.sample, "--sample").items():
@@ -514,6 +609,7 @@ def config_from_args(
                 f"--logger-level {k}={v}: LEVEL must be one of {', '.join(schema.LEVELS)}"
             )
 
+    notes: list[str] = []
     context: dict[str, str | None] = {}
     for col in schema.CONTEXT_COLUMNS:
         value = getattr(ns, f"ctx_{col.name}")
@@ -533,7 +629,10 @@ def config_from_args(
         idle_exit=ns.idle_exit,
         raw_log=ns.raw_log,
         stop_timeout=10.0 if ns.stop_timeout is None else ns.stop_timeout,
-        command_env=parse_command_env(command, env) if command else {},
+        raw_log_redacted=ns.raw_log_redacted,
+        exit_status=ns.exit_status,
+        notes=notes,
+        command_env=parse_command_env(command, env, notes) if command else {},
         sink=ns.sink,
         db=ns.db or env.get("HAL_LOGGING_DB") or None,
         output=ns.output,
@@ -608,8 +707,9 @@ class _Spool:
             self._fh.close()
 
 
-def _open_stores(config: ForwardConfig) -> tuple[dict[str, Any], list[Any]]:
-    """Checkpoint store per input path (one shared store with --checkpoint)."""
+def _open_stores(config: ForwardConfig, destination: str = "") -> tuple[dict[str, Any], list[Any]]:
+    """Checkpoint store per input path (one shared store with --checkpoint), each
+    reading and writing the entries of ``destination`` only."""
     from hal_logging.pipeline.checkpoint import CheckpointStore, default_checkpoint_path
 
     by_input: dict[str, Any] = {}
@@ -620,31 +720,62 @@ def _open_stores(config: ForwardConfig) -> tuple[dict[str, Any], list[Any]]:
         cpath = config.checkpoint or default_checkpoint_path(path)
         cpath = os.path.abspath(cpath)
         if cpath not in opened:
-            opened[cpath] = CheckpointStore(cpath).open(lock=not config.dry_run)
+            opened[cpath] = CheckpointStore(cpath, destination).open(lock=not config.dry_run)
         by_input[path] = opened[cpath]
     return by_input, list(opened.values())
 
 
+def _write_summary(config: ForwardConfig, stats: Any) -> None:
+    """``--summary-json``: the run's facts, written atomically (or to stdout for '-')."""
+    if not config.summary_json:
+        return
+    from hal_logging import _json
+
+    data = stats.to_json(
+        price_per_gb=config.price_per_gb if config.dry_run else None,
+        tasks_per_month=config.tasks_per_month if config.dry_run else None,
+    )
+    payload = _json.dumps(data) + b"\n"
+    try:
+        if config.summary_json == "-":
+            sys.stdout.buffer.write(payload)
+            sys.stdout.flush()
+        else:
+            tmp = config.summary_json + ".tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(payload)
+            os.replace(tmp, config.summary_json)
+    except OSError as exc:
+        _eprint(f"{PROG}: cannot write --summary-json {config.summary_json}: {exc.strerror}")
+
+
 def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None) -> int:
     """Run the forwarder for a parsed config; returns the exit status."""
-    from hal_logging.pipeline.checkpoint import CheckpointError
-    from hal_logging.pipeline.filters import build_filters
+    from hal_logging.pipeline.checkpoint import CheckpointError, context_tag
+    from hal_logging.pipeline.destination import destination_id, refusal
+    from hal_logging.pipeline.filters import build_filters, make_redact_filter
     from hal_logging.pipeline.model import DeliveryError
     from hal_logging.pipeline.runner import Runner, trusted_context
     from hal_logging.pipeline.sinks import SinkConfigError, make_sink, resolve_sink_name
     from hal_logging.pipeline.sinks.sqlite import default_db_path
-    from hal_logging.pipeline.sources.command import CommandError, CommandSource
+    from hal_logging.pipeline.sources.command import CommandError, CommandSource, RedactedLog
     from hal_logging.pipeline.sources.file import FileSource
     from hal_logging.pipeline.sources.tail import TailSource
     from hal_logging.pipeline.summary import RunStats
 
     quiet = config.quiet
-    trusted = trusted_context(config, environ)
+    for note in config.notes:  # warnings from the command line: shown even with -q
+        _eprint(f"{PROG}: {note}")
     try:
         sink_name = resolve_sink_name(config)
     except SinkConfigError as exc:
         _eprint(f"{PROG}: {exc}")
         return EXIT_USAGE
+    why_not = refusal(config, sink_name)  # an Azure VM with no ingestion settings
+    if why_not:
+        _eprint(f"{PROG}: {why_not}")
+        return EXIT_USAGE
+    trusted = trusted_context(config, environ)
     try:
         filters = build_filters(config, trusted)
     except ValueError as exc:
@@ -656,6 +787,13 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
                 _eprint(f"{PROG}: {note}")
 
     if not config.command and not config.follow:
+        dirs = [p for p in config.files if os.path.isdir(p)]
+        if dirs:
+            _eprint(
+                f"{PROG}: is a directory: {', '.join(dirs)} (nothing was shipped; give the "
+                "log files inside it, e.g. DIR/*.log)"
+            )
+            return EXIT_INPUT
         missing = [p for p in config.files if not os.path.isfile(p)]
         if missing:
             _eprint(
@@ -671,8 +809,9 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             f"(read it with: hal-logging query --db {db})"
         )
 
+    destination = destination_id(config, sink_name)
     try:
-        stores_by_input, stores = _open_stores(config)
+        stores_by_input, stores = _open_stores(config, destination)
     except CheckpointError as exc:
         _eprint(f"{PROG}: {exc}")
         return EXIT_INPUT
@@ -683,6 +822,9 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     stop = threading.Event()
     abort = threading.Event()
     stats = RunStats()
+    stats.destination = destination
+    stats.exit_status_policy = config.exit_status
+    ctx_tag = context_tag(trusted)
 
     def notify(msg: str) -> None:
         if not quiet:
@@ -690,7 +832,23 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
 
     source: Any
     if config.command:
-        source = CommandSource(config.command, config.raw_log, config.stop_timeout)
+        redacted_log: RedactedLog | None = None
+        if config.raw_log_redacted:
+            # Its own redactor (same values and shapes): the pipe readers call it.
+            redactor = make_redact_filter(config, trusted, environ).redactor
+            try:
+                redacted_log = RedactedLog(config.raw_log_redacted, redactor.redact_text)
+            except OSError as exc:
+                _eprint(
+                    f"{PROG}: cannot open --raw-log-redacted {config.raw_log_redacted}: "
+                    f"{exc.strerror}; choose a writable path"
+                )
+                for st in stores:
+                    st.close()
+                return EXIT_USAGE
+        source = CommandSource(
+            config.command, config.raw_log, config.stop_timeout, redacted_log=redacted_log
+        )
         source.notify = notify
     elif config.follow:
         path = config.files[0]
@@ -702,22 +860,39 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             until_pid=config.until_pid,
             idle_exit=config.idle_exit,
             notify=notify,
+            context_tag=ctx_tag,
         )
     else:
         source = FileSource(
-            config.files, stores_by_input.get, stop, stream=config.input_stream, notify=notify
+            config.files,
+            stores_by_input.get,
+            stop,
+            stream=config.input_stream,
+            notify=notify,
+            context_tag=ctx_tag,
         )
 
     try:
         sink = make_sink(config)
-    except SinkConfigError as exc:
-        _eprint(f"{PROG}: {exc}")
-        return EXIT_USAGE
-    except DeliveryError as exc:
+    except (SinkConfigError, DeliveryError) as exc:
+        # The destination cannot be used (workspace cannot be opened or created,
+        # the sink's package is missing, its settings are refused): EX_CANTCREAT.
+        # A missing setting is a usage error, as before.
+        usage = isinstance(exc, SinkConfigError) and not isinstance(exc.__cause__, ImportError)
         _eprint(f"{PROG}: {exc}\n{PROG}: nothing was shipped; fix the above and rerun")
         for st in stores:
             st.close()
-        return EXIT_UNDELIVERED
+        source.close()
+        if usage:
+            return EXIT_USAGE
+        # An orchestrator waiting for the summary gets one: nothing delivered, and why.
+        stats.exit_status = EXIT_DESTINATION
+        stats.mode, stats.sink = source.mode, sink_name
+        stats.delivery = Delivery(complete=False, status=EXIT_DESTINATION).as_json()
+        stats.notes.append(f"destination cannot be used: {exc}")
+        stats.finish()
+        _write_summary(config, stats)
+        return EXIT_DESTINATION
 
     signals_seen: list[int] = []
     runner_box: list[Any] = []
@@ -789,7 +964,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     try:
         try:
             runner.run()
-        except CommandError as exc:
+        except CommandError as exc:  # --raw-log cannot be opened: nothing was started
             _eprint(f"{PROG}: {exc}")
             return EXIT_USAGE
     finally:
@@ -811,15 +986,26 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         stats.notes.append(
             f"stopped for good after {source.stop_reason}: " + "; ".join(source.escalated)
         )
-    status = EXIT_OK
     incomplete = stats.undelivered > 0 or stats.dead_lettered > 0 or runner.failure is not None
+    unreadable_status = False
+    errors: list[str] = []  # a failure's cause: shown even with -q
     if isinstance(source, FileSource):
+        errors.extend(source.errors)
         if stats.interrupted and not source.finished:
             incomplete = True
             stats.notes.append(f"interrupted by {stats.interrupted}: reading stopped early")
         unreadable = [p for p, n in source.remaining.items() if n == -1]
         if unreadable and not incomplete:
-            status = EXIT_INPUT
+            unreadable_status = True
+    if isinstance(source, (FileSource, TailSource)):
+        stats.resumed = dict(source.resumed)
+    if isinstance(source, CommandSource) and source.spawn_error:
+        _eprint(f"{PROG}: {source.spawn_error} (exit status {source.exit_status})")
+    if runner.failure is not None:
+        errors.extend(n for n in stats.notes if n.startswith("delivery stopped"))
+        errors.extend(n for n in stats.notes if n.startswith("cannot write checkpoint"))
+    errors.extend(n for n in stats.notes if n.startswith("drain timeout"))
+    delivery = Delivery()
     if incomplete and not config.dry_run:
         if isinstance(source, CommandSource):
             if spool is not None and spool.rows:
@@ -836,38 +1022,32 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
                 )
             if not stores_by_input:
                 stats.where_kept.append("the input files (no checkpoint: a rerun sends them again)")
-        status = EXIT_UNDELIVERED
-    elif isinstance(source, CommandSource):
-        status = source.exit_status
+        delivery = Delivery(
+            complete=False,
+            status=EXIT_UNDELIVERED,
+            undelivered=stats.undelivered + stats.dead_lettered,
+            where_kept=stats.where_kept,
+        )
+    elif unreadable_status:
+        delivery = Delivery(complete=False, status=EXIT_INPUT)
+    # None unless the source ran a command (any source that knows one sets it).
+    command_status = stats.command_status
+    status = choose_exit_status(config.exit_status, command_status, delivery)
     stats.exit_status = status
+    stats.delivery = delivery.as_json()
 
     if not quiet:
         _eprint(stats.render())
-        if incomplete and not config.dry_run:
-            n = stats.undelivered + stats.dead_lettered
-            what = f"{n} record(s) not delivered" if n else "the input was not read to its end"
-            _eprint(f"{PROG}: {what}; kept in " + ("; ".join(stats.where_kept) or "the input"))
-        if config.dry_run:
-            _eprint(stats.render_dry_run(config.price_per_gb, config.tasks_per_month))
-    if config.summary_json:
-        from hal_logging import _json
-
-        data = stats.to_json(
-            price_per_gb=config.price_per_gb if config.dry_run else None,
-            tasks_per_month=config.tasks_per_month if config.dry_run else None,
-        )
-        payload = _json.dumps(data) + b"\n"
-        try:
-            if config.summary_json == "-":
-                sys.stdout.buffer.write(payload)
-                sys.stdout.flush()
-            else:
-                tmp = config.summary_json + ".tmp"
-                with open(tmp, "wb") as fh:
-                    fh.write(payload)
-                os.replace(tmp, config.summary_json)
-        except OSError as exc:
-            _eprint(f"{PROG}: cannot write --summary-json {config.summary_json}: {exc.strerror}")
+    elif errors:  # -q: the summary is not shown, the cause still is
+        for e in dict.fromkeys(errors):
+            _eprint(f"{PROG}: {e}")
+    if incomplete and not config.dry_run:
+        n = stats.undelivered + stats.dead_lettered
+        what = f"{n} record(s) not delivered" if n else "the input was not read to its end"
+        _eprint(f"{PROG}: {what}; kept in " + ("; ".join(stats.where_kept) or "the input"))
+    if config.dry_run and not quiet:
+        _eprint(stats.render_dry_run(config.price_per_gb, config.tasks_per_month))
+    _write_summary(config, stats)
     return status
 
 
@@ -902,12 +1082,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
+    "EXIT_DESTINATION",
+    "EXIT_INPUT",
+    "EXIT_OK",
     "EXIT_UNDELIVERED",
+    "EXIT_USAGE",
     "UsageError",
     "build_parser",
     "config_from_args",
     "main",
     "parse_command_env",
+    "read_env_file",
     "run_forward",
 ]
 

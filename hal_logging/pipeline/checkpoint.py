@@ -17,7 +17,23 @@ they save offsets when lines are read, or keep them in memory):
 
 The identity string (``dev:ino:hash``) is also the ``source`` that record ids are
 derived from, so the same bytes of the same file always get the same ids, in a
-clean run and in a resumed one.
+clean run and in a resumed one. When the VM side vouches for a context (run id,
+task id...), a digest of it is part of the source (``dev:ino:hash#ctx``,
+:func:`context_tag`; ``#`` alone for none): the same bytes shipped under a corrected ``--task-id`` are
+other rows (in Azure as in the workspace), not duplicates of the first ones,
+and a checkpoint written under another context does not resume.
+
+A checkpoint belongs to one destination (:mod:`hal_logging.pipeline.destination`):
+one file (``FILE.hal-checkpoint``) holds the entries of every destination the
+input was shipped to, under ``destinations[<destination id>].files``, so the
+same input shipped to a second destination is shipped whole, and a rerun to the
+first still resumes. A file written by an older version (``{"version": 1,
+"files": ...}``) does not say its destination: its entries are kept in the file
+(under :data:`LEGACY_DESTINATION`) but resume nothing; the input is shipped from
+its start once, under the record ids it had then (the workspace recognises rows
+it already holds; Azure stores them again, removable by record id), which can
+duplicate but never lose. Such a source carries no context tag, so later runs
+resume it whatever their context.
 """
 
 from __future__ import annotations
@@ -29,6 +45,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +57,30 @@ HEAD_BYTES = 1024
 #: Bytes just before a saved offset that must still be there to resume.
 TAIL_BYTES = 64
 CHECKPOINT_SUFFIX = ".hal-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Where a version-1 file's entries are kept: nobody knows which destination they were for.
+LEGACY_DESTINATION = "unknown:version-1"
+
+
+def context_tag(trusted: Mapping[str, str]) -> str:
+    """A short digest of the trusted context ("" when there is none), for record-id sources."""
+    items = sorted((k, v) for k, v in trusted.items() if v)
+    if not items:
+        return ""
+    text = "\0".join(f"{k}={v}" for k, v in items)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+
+
+def source_context(source: str) -> str | None:
+    """The context tag inside a record-id source (``dev:ino:hash#ctx~gen``; "" for no
+    context), or None for a source written before sources carried one."""
+    base = source.split("~", 1)[0]
+    return base.split("#", 1)[1] if "#" in base else None
+
+
+def source_identity(source: str) -> str:
+    """The file identity part of a record-id source (``dev:ino:hash``)."""
+    return source.split("~", 1)[0].split("#", 1)[0]
 
 
 def _hash(data: bytes) -> str:
@@ -151,17 +191,22 @@ class CheckpointError(Exception):
 
 
 class CheckpointStore:
-    """One checkpoint file holding entries keyed by absolute input path.
+    """One checkpoint file: per destination, entries keyed by absolute input path.
 
-    An exclusive ``flock`` on ``<file>.lock`` is held while the store is open, so
-    two forwarders never ship the same input with the same checkpoint at once.
+    ``entries`` are this run's destination's; the other destinations' are kept
+    as they were and written back unchanged. An exclusive ``flock`` on
+    ``<file>.lock`` is held while the store is open, so two forwarders never
+    write the same checkpoint file at once (even for two destinations: the
+    file holds both).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, destination: str = "") -> None:
         self.path = Path(path)
+        self.destination = destination
         self.entries: dict[str, dict[str, Any]] = {}
         self.warning: str | None = None
         self._lock_fd: int | None = None
+        self._others: dict[str, Any] = {}  # other destinations' sections, as read
 
     def open(self, *, lock: bool = True) -> CheckpointStore:
         """Load the file; with ``lock`` also take the exclusive lock (a dry run reads only)."""
@@ -200,11 +245,29 @@ class CheckpointStore:
             return
         try:
             data = _json.loads(raw)
-            entries = data["files"]
+            if "destinations" in data:
+                dests = data["destinations"]
+                if not isinstance(dests, dict):
+                    raise TypeError("destinations is not an object")
+                mine = dests.get(self.destination) or {}
+                entries = mine.get("files", {})
+                self._others = {k: v for k, v in dests.items() if k != self.destination}
+            else:  # version 1: no destination recorded
+                legacy = data["files"]
+                if not isinstance(legacy, dict):
+                    raise TypeError("files is not an object")
+                entries = {}
+                if legacy:
+                    self._others = {LEGACY_DESTINATION: {"files": legacy}}
+                    self.warning = (
+                        f"checkpoint {self.path} was written by an older hal-logging and does "
+                        "not say which destination it was for: shipping from the start (rows "
+                        "the destination already holds are recognised by record_id)"
+                    )
             if not isinstance(entries, dict):
                 raise TypeError("files is not an object")
             self.entries = {str(k): v for k, v in entries.items() if isinstance(v, dict)}
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             self.warning = (
                 f"checkpoint {self.path} is unreadable: starting from the beginning "
                 "(records already stored are recognised by record_id)"
@@ -213,10 +276,18 @@ class CheckpointStore:
     def get(self, key: str) -> dict[str, Any] | None:
         return self.entries.get(key)
 
+    def legacy_entry(self, key: str) -> dict[str, Any] | None:
+        """``key``'s entry in a version-1 file (destination unknown), if any."""
+        section = self._others.get(LEGACY_DESTINATION)
+        files = section.get("files") if isinstance(section, dict) else None
+        entry = files.get(key) if isinstance(files, dict) else None
+        return entry if isinstance(entry, dict) else None
+
     def commit(self, updates: dict[str, dict[str, Any]]) -> None:
         """Merge ``updates`` and write the file atomically and durably."""
         self.entries.update(updates)
-        payload = _json.dumps({"version": FORMAT_VERSION, "files": self.entries})
+        dests = {**self._others, self.destination: {"files": self.entries}}
+        payload = _json.dumps({"version": FORMAT_VERSION, "destinations": dests})
         directory = str(self.path.parent)
         fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=directory)
         try:

@@ -37,9 +37,15 @@ class ForwardConfig:
     raw_log: str | None = None  # wrap mode: tee the raw output here
     # wrap mode: seconds from the signal passed on to CMD to stopping it for good
     stop_timeout: float = 10.0
-    # wrap mode: NAME=VALUE pairs the command is given (docker ``-e``/``--env``);
-    # HAL_* ones fill trusted context not given otherwise; values are redacted.
+    # wrap mode: NAME=VALUE pairs the command is given (docker ``-e``/``--env``,
+    # and the files of ``--env-file``); HAL_* ones fill trusted context not given
+    # otherwise; values are redacted.
     command_env: dict[str, str] = field(default_factory=dict)
+    raw_log_redacted: str | None = None  # wrap mode: the raw output, secrets replaced
+    # wrap mode: which fact the exit status carries: auto | command | delivery
+    exit_status: str = "auto"
+    # warnings found while reading the command line (an unreadable --env-file)
+    notes: list[str] = field(default_factory=list)
 
     # --- sink ---------------------------------------------------------------
     sink: str = "auto"  # auto | sqlite | jsonl | azure | otlp

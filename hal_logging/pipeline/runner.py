@@ -52,14 +52,13 @@ from hal_logging.pipeline.checkpoint import CheckpointStore
 from hal_logging.pipeline.config import ForwardConfig
 from hal_logging.pipeline.framing import Framer
 from hal_logging.pipeline.model import DeliveryError, Filter, Record, Sink, WriteResult
+from hal_logging.pipeline.outcome import EXIT_UNDELIVERED  # noqa: F401  (re-exported)
 from hal_logging.pipeline.parsing import Parser, record_id
 from hal_logging.pipeline.sources import Chunk, Closed, Event, FileInput, Idle, Opened, Source
 from hal_logging.pipeline.sources.command import CommandSource
 from hal_logging.pipeline.summary import RunStats
 
 FORWARDER_LOGGER = "hal_logging.forward"
-#: Exit status when some records were not delivered (EX_TEMPFAIL: rerun later).
-EXIT_UNDELIVERED = 75
 #: Seconds between checkpoint writes while running, for local sinks (always
 #: written at the end); see "Checkpoint cadence" above.
 CHECKPOINT_INTERVAL = 1.0
@@ -234,6 +233,14 @@ class Runner:
         self._fold_aware = [f for f in filters if callable(getattr(f, "held_starts", None))]
         self._undelivered_batches: list[Batch] = []
         self._log_type = self.trusted.get("LogType", schema.LOG_TYPE_AGENT)
+        #: The trusted context the parser enforces on the source's rows. LogType
+        #: VMOperation is the VM side's own rows' (this forwarder's): an
+        #: environment that sets it for them (HAL_LOG_TYPE) must not lend it to
+        #: container output.
+        self._source_trusted = self.trusted
+        if self._log_type == schema.LOG_TYPE_VM:
+            self._log_type = schema.LOG_TYPE_AGENT
+            self._source_trusted = {k: v for k, v in self.trusted.items() if k != "LogType"}
         self.on_undelivered: Callable[[list[Record]], None] | None = None
         self._stores: dict[str, CheckpointStore] = {}
         self._pending_marks: dict[str, dict[str, dict[str, Any]]] = {}
@@ -407,11 +414,14 @@ class Runner:
         parser = Parser(
             stream=ev.stream,
             source=ev.source,
-            trusted=self.trusted,
+            trusted=self._source_trusted,
             input_format=self.config.input_format,
             multiline_timeout=self.config.multiline_timeout,
             log_type=self._log_type,
             resend=self.config.resend,
+            # A source that knows when its writer started (a wrapped command):
+            # wire-line times before that are claims (Parser: not_before).
+            not_before=getattr(self.source, "lifetime_start", None),
         )
         if self.config.resend:
             self._resend_parsers.append(parser)
@@ -511,7 +521,14 @@ class Runner:
         self._accept([Record(row, "unknown", 0, 0, source)], time.monotonic())
 
     def command_row(
-        self, *, status: int, description: str, seconds: float, command: str
+        self,
+        *,
+        status: int,
+        description: str,
+        seconds: float,
+        command: str,
+        outcome: str | None = None,
+        started: bool = True,
     ) -> dict[str, Any]:
         row = schema.empty_row()
         ctx = full_context(self.trusted)
@@ -520,12 +537,17 @@ class Runner:
         row["TimeGenerated"] = _now_iso()
         row["Level"] = "INFO" if status == 0 else "ERROR"
         row["LoggerName"] = FORWARDER_LOGGER
-        row["Message"] = f"command {command} finished: {description} after {seconds:.1f}s"
+        if started:
+            row["Message"] = f"command {command} finished: {description} after {seconds:.1f}s"
+        else:
+            row["Message"] = f"command {command} could not be started: {description}"
         row["Properties"] = {
             "command": command,
             "exit_status": status,
             "duration_seconds": round(seconds, 3),
         }
+        if outcome is not None:
+            row["Properties"]["command_outcome"] = outcome
         return row
 
     def _resend_notes(self) -> None:
@@ -556,23 +578,28 @@ class Runner:
         # Anything still open (a source that stopped early) keeps its partial line unread.
         for g in self.gens.values():
             g.closed = True
+        if isinstance(self.source, CommandSource) and self.source.returncode is not None:
+            # The command's status is a fact whatever delivery did: its row is
+            # delivered, or kept with the undelivered ones (the spool).
+            src = self.source
+            cmd = os.path.basename(src.argv[0]) if src.argv else "?"
+            row = self.command_row(
+                status=src.exit_status,
+                description=src.describe_status(),
+                seconds=src.seconds,
+                command=cmd,
+                outcome=src.outcome,
+                started=src.spawn_error is None,
+            )
+            if src.container_id is not None:
+                row["Properties"]["container_id"] = src.container_id
+            if src.oom_killed is not None:
+                row["Properties"]["oom_killed"] = src.oom_killed
+            self.add_final_row(row, f"{src.invocation}-forward")
+            self.stats.command_status = src.exit_status
+            self.stats.command_seconds = src.seconds
+            self.stats.command_outcome = src.outcome
         if self.failure is None:
-            if isinstance(self.source, CommandSource) and self.source.returncode is not None:
-                src = self.source
-                cmd = os.path.basename(src.argv[0]) if src.argv else "?"
-                row = self.command_row(
-                    status=src.exit_status,
-                    description=src.describe_status(),
-                    seconds=src.seconds,
-                    command=cmd,
-                )
-                if src.container_id is not None:
-                    row["Properties"]["container_id"] = src.container_id
-                if src.oom_killed is not None:
-                    row["Properties"]["oom_killed"] = src.oom_killed
-                self.add_final_row(row, f"{src.invocation}-forward")
-                self.stats.command_status = src.exit_status
-                self.stats.command_seconds = src.seconds
             if self.filters:
                 self._accept(self._flush_filters(), now)
             if self.batcher.records or self.gens:

@@ -116,8 +116,17 @@ class RunStats:
     where_kept: list[str] = field(default_factory=list)
     command_status: int | None = None
     command_seconds: float | None = None
+    #: exited | killed | not-found | cannot-execute (hal_logging.pipeline.outcome)
+    command_outcome: str | None = None
     exit_status: int = 0
     interrupted: str | None = None
+    #: The summary JSON's safety facts (see the README's "summary JSON" table):
+    #: the destination's id, the --exit-status policy, the delivery outcome
+    #: (an outcome.Delivery's JSON), where checkpoints let the run start.
+    destination: str = ""
+    exit_status_policy: str = "auto"
+    delivery: dict[str, Any] | None = None
+    resumed: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
 
     def count_row(self, row: Row, size: int) -> None:
@@ -297,9 +306,21 @@ class RunStats:
             "filters": self.filters,
             "elapsed_seconds": round(self.elapsed, 3),
             "notes": self.notes,
+            "destination": self.destination,
+            "exit_status_policy": self.exit_status_policy,
+            "command_status": self.command_status,
+            "command_outcome": self.command_outcome,
+            "delivery": self.delivery
+            or {
+                "complete": not (self.undelivered or self.dead_lettered),
+                "status": 0,
+                "undelivered": self.undelivered + self.dead_lettered,
+                "where_kept": self.where_kept,
+            },
+            "resumed": [{"input": p, "offset": n} for p, n in sorted(self.resumed.items())],
         }
         if self.command_status is not None:
-            out["command_exit_status"] = self.command_status
+            out["command_exit_status"] = self.command_status  # older name, same value
             out["command_seconds"] = round(self.command_seconds or 0.0, 3)
         if self.interrupted:
             out["interrupted"] = self.interrupted
@@ -326,10 +347,16 @@ class RunStats:
                 lines.append(
                     f"  {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(shown.items()))
                 )
-        if self.command_status is not None:
+        if self.command_outcome in ("not-found", "cannot-execute"):
+            lines.append(
+                f"  command could not be started ({self.command_outcome}): status {self.command_status}"
+            )
+        elif self.command_status is not None:
             lines.append(
                 f"  command exited with status {self.command_status} after {self.command_seconds or 0:.1f}s"
             )
+        for path, offset in sorted(self.resumed.items()):
+            lines.append(f"  resumed {path} from byte {offset} (its checkpoint)")
         lines.extend(f"  {n}" for n in self.notes)
         if self.undelivered or self.dead_lettered:
             lines.extend(f"  kept for a later run: {w}" for w in self.where_kept)

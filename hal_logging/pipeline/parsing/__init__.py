@@ -56,7 +56,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -69,11 +69,23 @@ from hal_logging.pipeline.parsing import docker
 from hal_logging.pipeline.parsing.foreign_json import row_from_foreign
 from hal_logging.pipeline.parsing.levels import LEVEL_SET
 from hal_logging.pipeline.parsing.limits import cut_columns, fit_meta, fit_properties
-from hal_logging.pipeline.parsing.terminal import clean, final_state, strip_escapes
+from hal_logging.pipeline.parsing.terminal import (
+    NUL_REMOVED,
+    clean,
+    clean_noted,
+    final_state,
+    strip_escapes,
+)
 from hal_logging.pipeline.parsing.text import TextInfo, parse_text
 from hal_logging.pipeline.parsing.timestamps import canonical, format_epoch
 from hal_logging.pipeline.parsing.traceback import TracebackGroup, starts_traceback
-from hal_logging.pipeline.parsing.trust import apply_trust, trusted_items
+from hal_logging.pipeline.parsing.trust import (
+    CLAIM_SKEW,
+    RESERVED_LOGGER,
+    apply_trust,
+    demote_reserved_logger,
+    trusted_items,
+)
 from hal_logging.pipeline.parsing.wire import row_from_wire
 
 __all__ = ["INPUT_FORMATS", "RESEND_ID", "Parser", "record_id"]
@@ -183,6 +195,7 @@ class Parser:
         multiline_timeout: float = 1.0,
         log_type: str = schema.LOG_TYPE_AGENT,
         resend: bool = False,
+        not_before: float | None = None,
     ) -> None:
         if input_format not in INPUT_FORMATS:
             raise ValueError(
@@ -221,12 +234,14 @@ class Parser:
             self._trust,
         )
         #: And what it remembers from line to line: the last context that passed,
-        #: whether its claims had blanks to fill, the last claims with blanks, and
-        #: "YYYY-MM-DDTHH:MM:SS." of the last canonical time seen.
-        self._fast_state: tuple[tuple[str, ...] | None, bool, tuple[str, ...] | None, str] = (
+        #: whether its claims had blanks to fill, the last claims with blanks,
+        #: "YYYY-MM-DDTHH:MM:SS." of the last canonical time seen, and the last
+        #: logger name that is not the VM side's.
+        self._fast_state: tuple[tuple[str, ...] | None, bool, tuple[str, ...] | None, str, str] = (
             None,
             False,
             None,
+            "",
             "",
         )
         # A record id is this prefix and the offset (see record_id); as formats
@@ -234,6 +249,17 @@ class Parser:
         self._id_one = _id_prefix(source, self.stream) + _OFFSET_HEX
         self._id_format = self._id_one + " "
         self._read_time_hit = False  # a fast-path row of this chunk has the read time
+        # The writer's lifetime (``not_before``: when a wrapped command started,
+        # epoch seconds): a wire line's time before it (less CLAIM_SKEW) or after
+        # its read time (plus CLAIM_SKEW) is a claim, replaced by the read time.
+        # As canonical strings, compared as strings; unbounded: "" and "\uffff"
+        # (the fast path compares either way: no branch per line).
+        self._bounded = not_before is not None
+        self._time_lo = format_epoch(not_before - CLAIM_SKEW) if not_before is not None else ""
+        self._time_hi = "\uffff"
+        self._hi_received = -1.0
+        #: Their seconds ("YYYY-MM-DDTHH:MM:SS."), for the wire fast path.
+        self._time_secs = (self._time_lo[:20], self._time_hi)
         self.resend = resend
         #: With ``resend``: rows that kept their record id, context and
         #: Properties.hal; those of them that carried a dead-letter answer; and
@@ -266,6 +292,8 @@ class Parser:
         try:
             if self._wire_first and data.startswith(_WIRE_PREFIX) and not self._held:
                 if fast and self._skip_from is None:  # (_wire_run checks the line's length)
+                    if self._bounded:  # (the careful path bounds its own times)
+                        self._bound_hi(line.received)
                     out: list[Record] = []
                     if self._wire_run([line], 0, [self._id_one % line.start], out, None):
                         return out
@@ -288,6 +316,8 @@ class Parser:
         if not n:
             return out
         read_time = self._received(lines[-1].received)
+        if self._bounded:
+            self._bound_hi(lines[-1].received)
         self._read_time_hit = False
         slow = False  # a line went through feed(): its row may carry the read time
         feed = self._feed
@@ -435,7 +465,8 @@ class Parser:
                     out.extend(self._close(stream))
                     out.append(record)
                     return out
-            text = clean(payload)
+            text, noted = clean_noted(payload)
+            problems: Sequence[str] | None = noted
             size = len(payload)
         else:
             if cut < 0 and payload.startswith(_WIRE_PREFIX_STR):
@@ -446,6 +477,7 @@ class Parser:
                     out.extend(self._close(stream))
                     out.append(record)
                     return out
+            problems = _NUL_PROBLEM if "\x00" in payload else None
             text = strip_escapes(final_state(payload)).replace("\x00", "").rstrip()
             size = len(payload) * 3
 
@@ -480,7 +512,9 @@ class Parser:
                 self._skip_from = start
             return out
         if cut < 0 and text[0] == "{" and text[-1] == "}":
-            record = self._json(text, stream, start, end, received, time_hint, prefix, size)
+            record = self._json(
+                text, stream, start, end, received, time_hint, prefix, size, problems
+            )
             if record is not None:
                 out.append(record)
                 return out
@@ -501,7 +535,9 @@ class Parser:
                 start, end, received, received, time_hint, prefix, header=info
             )
             return out
-        record = self._text_record(info, stream, start, end, received, time_hint, prefix, size, cut)
+        record = self._text_record(
+            info, stream, start, end, received, time_hint, prefix, size, cut, problems
+        )
         if cut < 0 and text.isascii() and len(text) == len(payload) and type(payload) is bytes:
             # Nothing was decoded, removed (escapes, NUL) or stripped: the row's
             # strings are slices of the line (see Record.raw).
@@ -516,6 +552,21 @@ class Parser:
             self._last_received = received
             self._last_received_str = format_epoch(received)
         return self._last_received_str
+
+    def _bound_hi(self, received: float) -> None:
+        """The latest time a line read at ``received`` may claim (once per read time)."""
+        if received != self._hi_received:
+            self._hi_received = received
+            self._time_hi = format_epoch(received + CLAIM_SKEW)
+            self._time_secs = (self._time_secs[0], self._time_hi[:20])
+
+    def _bound_time(self, row: dict[str, Any], hal: dict[str, Any], received: float) -> None:
+        """A time outside the writer's lifetime: kept as a claim, the read time used."""
+        tg = row["TimeGenerated"]
+        self._bound_hi(received)
+        if tg < self._time_lo or tg > self._time_hi:
+            hal.setdefault(schema.HAL_CLAIMED, {})["TimeGenerated"] = tg
+            row["TimeGenerated"] = self._received(received)
 
     def _wire_fast(self, data: bytes, start: int, end: int) -> Record | None:
         """One wire line through the fast path (see :meth:`_wire_run`), or None."""
@@ -550,7 +601,15 @@ class Parser:
         ``_read_time_hit`` (:func:`_clamp_read_times` must look at the chunk).
         """
         stream, source, trust_get, trust_vals, trust_map, trust = self._fast
-        ctx_ok, blanks, claims_ok, time_head = self._fast_state
+        ctx_ok, blanks, claims_ok, time_head, logger_ok = self._fast_state
+        # The writer's lifetime, checked with the time's shape (once per second): a
+        # second strictly inside it passes; lines of a boundary second (the one the
+        # command started in, the one after the read time) take the careful path,
+        # which checks exactly. Unbounded: "" and "\uffff", always inside.
+        lo, hi = self._time_secs
+        if time_head >= hi:  # (the clock went back: check the second again)
+            time_head = ""
+        reserved = RESERVED_LOGGER
         append = out.append
         hit = False
         k = i
@@ -584,6 +643,8 @@ class Parser:
                     # Properties an object without "hal" (else AttributeError: not taken)
                     or props.setdefault(_PROP_HAL, hal) is not hal
                     or level not in LEVEL_SET
+                    # The VM side's logger names (a claim the careful path keeps)
+                    or (logger != logger_ok and logger.startswith(reserved))
                     or "\x9b" in msg
                     or (raw is None and ("\x00" in msg or "\x1b" in msg))
                 ):
@@ -591,11 +652,12 @@ class Parser:
                 if tg[:20] != time_head or len(tg) != 27 or tg[26] != "Z":
                     # Not the second of the line before: the full check (once per second;
                     # a TimeGenerated that is not a str always comes here, or raises).
-                    if type(tg) is not str or not canonical(tg):
+                    if type(tg) is not str or not canonical(tg) or not lo < tg[:20] < hi:
                         break
                     time_head = tg[:20]
                 elif not tg[20:26].isdigit() or not tg.isascii():  # the fraction: 6 ASCII digits
                     break
+                logger_ok = logger
                 if tg == read_time:
                     hit = True
                 if ctx != ctx_ok:  # (else the context of a line before: known good)
@@ -619,7 +681,7 @@ class Parser:
                 k = len(lines)
         except Exception:  # anything unforeseen (a missing key...): the careful path decides
             pass
-        self._fast_state = (ctx_ok, blanks, claims_ok, time_head)
+        self._fast_state = (ctx_ok, blanks, claims_ok, time_head, logger_ok)
         if hit:
             self._read_time_hit = True
         return k
@@ -639,7 +701,12 @@ class Parser:
         if obj is None:
             return None
         hal: dict[str, Any] = {}
+        if isinstance(payload, bytes) and not payload.isascii() and not _is_utf8(payload):
+            hal["problems"] = ["invalid UTF-8 replaced with U+FFFD"]
         row = row_from_wire(obj, time_hint or self._received(received), hal)
+        demote_reserved_logger(row, hal)
+        if self._bounded:
+            self._bound_time(row, hal, received)
         return self._record(row, hal, stream, start, end, prefix + "wire", size)
 
     def _json(
@@ -652,6 +719,7 @@ class Parser:
         time_hint: str | None,
         prefix: str,
         size: int,
+        problems: Sequence[str] | None = None,
     ) -> Record | None:
         obj = _load_object(text)
         if obj is None:
@@ -660,14 +728,22 @@ class Parser:
         if _ROW_LIKE <= obj.keys() and isinstance(obj.get("Properties", {}), dict):
             # A row without the version marker (keys reordered by a tool): a wire line.
             hal["problems"] = ["row-shaped JSON without the wire version marker"]
+            if problems:
+                hal["problems"].extend(problems)
             row = row_from_wire(obj, time_hint or self._received(received), hal)
             hal.pop("wire_version", None)
+            demote_reserved_logger(row, hal)
+            if self._bounded:
+                self._bound_time(row, hal, received)
             return self._record(row, hal, stream, start, end, prefix + "wire", size)
         partial, fmt = row_from_foreign(obj, text, hal)
+        if problems:
+            hal.setdefault("problems", []).extend(problems)
         row = dict(_BLANK_ROW)
         row["TimeGenerated"] = time_hint or self._received(received)
         row["LoggerName"] = _LOGGERS.get(stream, schema.LOGGER_MERGED)
         row.update(partial)
+        demote_reserved_logger(row, hal)  # another logger's JSON may name one too
         return self._record(row, hal, stream, start, end, prefix + fmt, size)
 
     def _text_record(
@@ -681,6 +757,7 @@ class Parser:
         prefix: str,
         size: int,
         cut: int,
+        problems: Sequence[str] | None = None,
     ) -> Record:
         row = dict(_BLANK_ROW)
         row["TimeGenerated"] = time_hint or info.time or self._received(received)
@@ -692,6 +769,8 @@ class Parser:
             props["logger"] = info.logger
         row["Properties"] = props
         hal: dict[str, Any] = {}
+        if problems:
+            hal["problems"] = list(problems)
         if cut > 0:
             _mark_cut(row, hal, cut)
         return self._record(row, hal, stream, start, end, prefix + info.fmt, size)
@@ -831,6 +910,17 @@ class Parser:
             self._record(row, hal, self.stream, line.start, line.end, "text", len(line.data))
         )
         return out
+
+
+_NUL_PROBLEM: Final = (NUL_REMOVED,)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _claims_differ(trust: tuple[tuple[str, str], ...], claims: tuple[str, ...]) -> bool:

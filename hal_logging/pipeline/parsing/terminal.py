@@ -42,6 +42,31 @@ def clean(data: bytes) -> str:
     return strip_escapes(decode(data)).rstrip()
 
 
+NUL_REMOVED = "NUL characters removed"
+INVALID_UTF8 = "invalid UTF-8 replaced with U+FFFD"
+
+
+def clean_noted(data: bytes) -> tuple[str, list[str] | None]:
+    """:func:`clean`, and what decoding changed (for ``Properties.hal.problems``).
+
+    As cheap as :func:`clean` for ordinary lines: the NUL test is the one
+    ``decode`` makes anyway, and looking for U+FFFD in a text that is all ASCII
+    or Latin-1 is answered without a scan; only a line holding U+FFFD is
+    decoded again, strictly, to tell a replacement from a real U+FFFD.
+    """
+    text = data.decode("utf-8", "replace")
+    problems: list[str] | None = None
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+        problems = [NUL_REMOVED]
+    if "\ufffd" in text:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            problems = [INVALID_UTF8, *(problems or ())]
+    return strip_escapes(text).rstrip(), problems
+
+
 def final_state(text: str) -> str:
     """The last visible state of a ``\\r``-rewritten line (for text not framed by us).
 

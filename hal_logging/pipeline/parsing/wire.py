@@ -99,6 +99,8 @@ def _careful(obj: dict[str, Any], received: str, hal: dict[str, Any]) -> dict[st
         msg = _text(msg)
     if "\x00" in msg:
         msg = msg.replace("\x00", "")
+        problems = problems or []
+        problems.append("NUL characters removed from Message")
     row["Message"] = strip_escapes(msg)  # a coloured message reads as plain text
 
     for col in _OTHER_STRING_COLUMNS:
@@ -130,5 +132,5 @@ def _careful(obj: dict[str, Any], received: str, hal: dict[str, Any]) -> dict[st
                 problems.append(f"unknown key {key!r} moved into Properties")
                 props.setdefault(key, value)
     if problems:
-        hal["problems"] = problems
+        hal.setdefault("problems", []).extend(problems)
     return row

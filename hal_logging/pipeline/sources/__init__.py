@@ -34,6 +34,8 @@ class FileInput:
     ident: FileIdentity
     store: CheckpointStore | None
     size_hint: int = 0
+    #: the checkpoint was written under another trusted context: not resumed
+    context_changed: bool = False
 
     def entry(self, source: str, offset: int) -> dict[str, Any]:
         return make_entry(self.path, self.ident, source, self.fd, offset)

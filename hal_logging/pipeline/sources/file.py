@@ -12,16 +12,26 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 
-from hal_logging.pipeline.checkpoint import CheckpointStore, identify, resume_point
+from hal_logging.pipeline.checkpoint import (
+    CheckpointStore,
+    identify,
+    resume_point,
+    source_context,
+    source_identity,
+)
 from hal_logging.pipeline.sources import CHUNK_BYTES, Chunk, Closed, Event, FileInput, Opened
 
 
 def open_input(
-    path: str, fd: int, store: CheckpointStore | None, *, final: bool
+    path: str, fd: int, store: CheckpointStore | None, *, final: bool, context_tag: str = ""
 ) -> tuple[FileInput, int, str] | None:
     """Identify an open file and find where to start: (input, start offset, source).
 
     None while the first line is incomplete and ``final`` is False.
+    ``context_tag`` (:func:`~hal_logging.pipeline.checkpoint.context_tag` of
+    the trusted context) is part of the source: a checkpoint written under
+    another context does not resume (``FileInput.context_changed``), and the
+    rows get other record ids.
     """
     ident = identify(fd, final=final)
     if ident is None:
@@ -29,16 +39,26 @@ def open_input(
     key = os.path.abspath(path)
     size = os.fstat(fd).st_size
     inp = FileInput(key, fd, ident, store, size)
+    base = f"{ident.source}#{context_tag}"
     entry = store.get(key) if store is not None else None
     resumed = resume_point(entry, fd)
     if resumed is not None:
-        return inp, resumed[0], resumed[1]
-    if entry and str(entry.get("source", "")).split("~")[0] == ident.source:
+        if source_context(resumed[1]) in (context_tag, None):  # None: written before tags
+            return inp, resumed[0], resumed[1]
+        inp.context_changed = True  # shipped before under another context: whole again
+        return inp, 0, base
+    if entry is None and store is not None:
+        legacy = resume_point(store.legacy_entry(key), fd)
+        if legacy is not None:
+            # A version-1 checkpoint (destination unknown): from the start, under the
+            # record ids that version gave (so rows it delivered are recognised).
+            return inp, 0, legacy[1]
+    if entry and source_identity(str(entry.get("source", ""))) == ident.source:
         # Same inode and first line, yet not the bytes we delivered (rewritten in
         # place, truncated and regrown): a new generation, so its record ids can
         # never collide with those of the old contents (which would drop rows).
-        return inp, 0, f"{ident.source}~{uuid.uuid4().hex[:8]}"
-    return inp, 0, ident.source
+        return inp, 0, f"{base}~{uuid.uuid4().hex[:8]}"
+    return inp, 0, base
 
 
 class FileSource:
@@ -53,8 +73,14 @@ class FileSource:
         stop: threading.Event,
         stream: str = "unknown",
         notify: Callable[[str], None] | None = None,
+        context_tag: str = "",
     ) -> None:
         self.paths = paths
+        self.context_tag = context_tag
+        #: path -> offset a checkpoint let this run start from (the summary's ``resumed``)
+        self.resumed: dict[str, int] = {}
+        #: what could not be read, one line each (shown even with -q: failures)
+        self.errors: list[str] = []
         self.store_for = store_for
         self.stop = stop
         self.stream = stream
@@ -79,7 +105,9 @@ class FileSource:
                 self._unreadable(path, exc, "skipped (nothing from it was shipped)")
                 continue
             try:
-                opened = open_input(path, fd, self.store_for(path), final=True)
+                opened = open_input(
+                    path, fd, self.store_for(path), final=True, context_tag=self.context_tag
+                )
             except OSError as exc:  # e.g. EIO while reading the first line
                 os.close(fd)
                 self._unreadable(path, exc, "skipped (nothing from it was shipped)")
@@ -87,6 +115,14 @@ class FileSource:
             assert opened is not None
             inp, pos, source = opened
             self.skipped_bytes += pos
+            if pos:
+                self.resumed[path] = pos
+            if inp.context_changed:
+                self.notify(
+                    f"{path}: shipped before to this destination under another context "
+                    "(run/task...): shipping it whole under this one (rows stored under the "
+                    "old context stay)"
+                )
             if pos and pos >= inp.size_hint:
                 self.notify(f"{path}: already shipped to its end (checkpoint), nothing to do")
                 inp.close()
@@ -117,7 +153,9 @@ class FileSource:
         self.finished = True
 
     def _unreadable(self, path: str, exc: OSError, what: str) -> None:
-        self.notify(f"cannot read {path}: {exc.strerror or exc}; {what}")
+        msg = f"cannot read {path}: {exc.strerror or exc}; {what}"
+        self.errors.append(msg)
+        self.notify(msg)
         self.remaining[path] = -1
 
     def close(self) -> None:

@@ -60,8 +60,12 @@ class TailSource:
         until_pid: int | None = None,
         idle_exit: float | None = None,
         notify: Callable[[str], None] | None = None,
+        context_tag: str = "",
     ) -> None:
         self.path = path
+        self.context_tag = context_tag
+        #: path -> offset a checkpoint let this run start from (the summary's ``resumed``)
+        self.resumed: dict[str, int] = {}
         self.store = store
         self.stop = stop
         self.stream = stream
@@ -112,7 +116,13 @@ class TailSource:
         """Wait until the file's first line is complete, then announce the generation."""
         while True:
             stopping = self._should_stop(last_data)
-            opened = open_input(self.path, fd, None if fresh else self.store, final=stopping)
+            opened = open_input(
+                self.path,
+                fd,
+                None if fresh else self.store,
+                final=stopping,
+                context_tag=self.context_tag,
+            )
             if opened is not None:
                 break
             yield IDLE
@@ -120,7 +130,9 @@ class TailSource:
         inp, pos, source = opened
         if fresh:
             inp.store = self.store
-            source = f"{inp.ident.source}~{uuid.uuid4().hex[:8]}"
+            source = f"{source}~{uuid.uuid4().hex[:8]}"
+        elif pos:
+            self.resumed[self.path] = pos
         self._gen_n += 1
         gen = f"{self._gen_n}:{self.path}"
         yield Opened(gen, self.stream, source, pos, inp)
