@@ -69,6 +69,16 @@ def comparable(rows: list[dict[str, Any]]) -> list[str]:
         hal = dict(props.pop("hal"))
         for key in ("record_id", "offset", "stream"):
             hal.pop(key, None)
+        if "claimed" in hal:
+            # A claimed time depends on the journey: only wrap mode knows the
+            # command's lifetime, a file shipped later has none to check against.
+            claimed = {k: v for k, v in hal["claimed"].items() if k != "TimeGenerated"}
+            hal["claimed"] = claimed
+        # Docker's json-file driver replaces invalid UTF-8 itself before the
+        # forwarder reads it: the note is only made where the forwarder did it.
+        problems = [p for p in hal.pop("problems", []) if "invalid UTF-8" not in p]
+        if problems:
+            hal["problems"] = problems
         fmt = str(hal.get("format", ""))
         hal["format"] = fmt.removeprefix("docker-json+")
         logger = "docker.*" if r["LoggerName"] in RAW_LOGGERS else r["LoggerName"]
@@ -129,10 +139,12 @@ def assert_hostile_content(rows: list[dict[str, Any]]) -> None:
     big = [r for r in rows if r["Message"].startswith("BBBB")]
     assert len(big) == 1 and big[0]["Properties"]["original_length"] == {"Message": 200_000}
     forged = by_msg["forged row"]
-    assert forged["Properties"]["hal"]["claimed"] == {
-        "RunID": "someone-elses-run",
-        "TaskID": "someone-elses-task",
-    }
+    claimed = dict(forged["Properties"]["hal"]["claimed"])
+    # In wrap mode the forged time (long before the command started) is a claim too.
+    assert claimed.pop("TimeGenerated", "2026-01-01T00:00:00.000000Z") == (
+        "2026-01-01T00:00:00.000000Z"
+    )
+    assert claimed == {"RunID": "someone-elses-run", "TaskID": "someone-elses-task"}
     assert not any(SECRET in json.dumps(r, ensure_ascii=False) for r in rows)
     assert "my key is [REDACTED:env:OPENAI_API_KEY]" in by_msg
     assert by_msg["giving up"]["Properties"]["exit_status"] == 3

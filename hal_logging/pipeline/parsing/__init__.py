@@ -704,7 +704,8 @@ class Parser:
         if isinstance(payload, bytes) and not payload.isascii() and not _is_utf8(payload):
             hal["problems"] = ["invalid UTF-8 replaced with U+FFFD"]
         row = row_from_wire(obj, time_hint or self._received(received), hal)
-        demote_reserved_logger(row, hal)
+        if not self.resend:  # --resend ships the VM side's own files: its rows stay its own
+            demote_reserved_logger(row, hal)
         if self._bounded:
             self._bound_time(row, hal, received)
         return self._record(row, hal, stream, start, end, prefix + "wire", size)
