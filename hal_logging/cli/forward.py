@@ -5,6 +5,7 @@ Three modes::
     hal-logging-forward [OPTIONS] FILE...             # finished files (seed: Option B)
     hal-logging-forward --follow [OPTIONS] FILE       # a growing file (seed: Option A)
     hal-logging-forward [OPTIONS] -- CMD [ARG...]     # run CMD, forward its output live
+    hal-logging-forward [OPTIONS] --container NAME    # follow a Docker container to its exit
 
 This module only turns flags and environment into a
 :class:`~hal_logging.pipeline.config.ForwardConfig`, builds the source, sink
@@ -21,6 +22,8 @@ usage error; 1 an input could not be read. In wrap mode, when
 delivery is complete the exit status is CMD's own (128+N if a signal N killed
 it); when delivery is not complete it is 75 whatever CMD returned (CMD's
 status is then in the summary), because losing rows is the louder problem.
+Container mode (``--container``) is the same with the container's exit
+status; a container that is gone, or a daemon that does not answer, is 1.
 """
 
 from __future__ import annotations
@@ -56,17 +59,29 @@ where rows go:
 context (trusted: the container cannot override it):
   flags, then the environment (HAL_RUN_ID, HAL_TASK_ID, HAL_BENCHMARK,
   HAL_AGENT_NAME, HAL_VM_NAME, HAL_EXECUTION_MODE, EXECUTED_BY, HAL_LOG_TYPE),
-  then in wrap mode the command's own `-e NAME=VALUE` / `--env NAME=VALUE`.
+  then in wrap mode the command's own `-e NAME=VALUE` / `--env NAME=VALUE`,
+  in container mode the container's environment (`docker inspect`).
+
+--container NAME_OR_ID (needs: pip install 'hal-logging[docker]'):
+  follows a container started with `docker run -d`, running or exited, from
+  its first line (or the checkpoint, in the state directory, per container id)
+  to its exit; exits with its status; the final row has Properties.exit_status
+  and oom_killed. json-file logs are read from the file, other drivers
+  through the Engine API (DOCKER_HOST). Secret-named variables of the
+  container are redacted. ExecutionMode defaults to "docker".
 
 exit status:
-  0   every record read was delivered (wrap mode: CMD's own status)
+  0   every record read was delivered (wrap mode: CMD's own status;
+      --container: the container's exit status, e.g. 137 after docker kill)
   75  some records were not delivered; stderr says how many and where they are
       kept; rerun the same command to resume from the checkpoint
-  2   usage error;  1  an input file could not be read
+  2   usage error;  1  an input file could not be read, or --container: no
+      such container (gone, --rm) or the Docker daemon cannot be reached
 
 examples:
   hal-logging-forward --run-id R1 --task-id T7 -- docker run --rm -e HAL_RUN_ID=R1 IMAGE
   hal-logging-forward --follow --until-pid 4242 docker_output.log
+  hal-logging-forward --run-id R1 --task-id T7 --container "$(docker run -d IMAGE)"
   hal-logging-forward --dry-run --tasks-per-month 5000 old_run/*.log
 """
 
@@ -128,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         usage=(
             f"{PROG} [OPTIONS] FILE...\n       {PROG} --follow [OPTIONS] FILE\n"
-            f"       {PROG} [OPTIONS] -- CMD [ARG...]"
+            f"       {PROG} [OPTIONS] -- CMD [ARG...]\n"
+            f"       {PROG} [OPTIONS] --container NAME_OR_ID"
         ),
         description="Ship a container's output to Azure Monitor (or the local workspace): "
         "every line, attributed to its run and task, redacted, nothing lost or sent twice.",
@@ -155,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         metavar="SECONDS",
         help="with --follow: stop after SECONDS without new bytes",
+    )
+    g.add_argument(
+        "--container",
+        metavar="NAME_OR_ID",
+        help="follow Docker container NAME_OR_ID (running or exited) from its first line to its "
+        "exit, and exit with its status (needs the [docker] extra)",
     )
     g.add_argument(
         "--raw-log",
@@ -466,15 +488,28 @@ def config_from_args(
     ns = build_parser().parse_args(opts)
     if command and ns.files:
         raise UsageError("give FILEs or a command after '--', not both")
+    if ns.container is not None:
+        if not ns.container.strip():
+            raise UsageError("--container needs a container name or id")
+        if ns.files or command or ns.follow:
+            raise UsageError(
+                "--container reads one container's output: give no FILEs, no --follow and "
+                "no command after '--' (run one forwarder per container)"
+            )
+        if ns.input_format not in ("auto", "docker-json"):
+            raise UsageError("--container reads Docker's own log format: drop --input-format")
+        ns.input_format = "docker-json"
     if "--" in argv and not command:
         raise UsageError("nothing after '--': give the command to run, e.g. -- docker run IMAGE")
-    if not command and not ns.files:
-        raise UsageError("nothing to forward: give FILE..., --follow FILE, or -- CMD [ARG...]")
+    if not command and not ns.files and ns.container is None:
+        raise UsageError(
+            "nothing to forward: give FILE..., --follow FILE, -- CMD [ARG...] or --container NAME"
+        )
     if ns.follow and command:
         raise UsageError("--follow reads a file; wrap mode (-- CMD) already forwards live")
     if ns.follow and len(ns.files) != 1:
         raise UsageError("--follow takes exactly one FILE (run one forwarder per file)")
-    if ns.resend and (ns.follow or command):
+    if ns.resend and (ns.follow or command or ns.container is not None):
         raise UsageError(
             "--resend ships finished files written by hal-logging (dead-letter, spill or "
             "undelivered files): give them as FILE..., without --follow or -- CMD"
@@ -512,6 +547,7 @@ def config_from_args(
         files=list(ns.files),
         follow=ns.follow,
         command=command,
+        container=ns.container,
         context=context,
         input_format=ns.input_format,
         input_stream=ns.input_stream,
@@ -621,11 +657,23 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     from hal_logging.pipeline.sinks import SinkConfigError, make_sink, resolve_sink_name
     from hal_logging.pipeline.sinks.sqlite import default_db_path
     from hal_logging.pipeline.sources.command import CommandError, CommandSource
+    from hal_logging.pipeline.sources.docker_engine import ContainerError
     from hal_logging.pipeline.sources.file import FileSource
     from hal_logging.pipeline.sources.tail import TailSource
     from hal_logging.pipeline.summary import RunStats
 
     quiet = config.quiet
+    container: Any = None  # --container: (client, ContainerInfo)
+    if config.container:
+        from hal_logging.pipeline.sources.container import ContainerSource, attach, container_env
+
+        try:
+            container = attach(config.container)
+        except ContainerError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return exc.exit_status
+        # The container's environment, as the VM set it: context and secrets (like -e).
+        config.command_env = container_env(container[1].env, config, environ)
     trusted = trusted_context(config, environ)
     try:
         sink_name = resolve_sink_name(config)
@@ -663,6 +711,15 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     except CheckpointError as exc:
         _eprint(f"{PROG}: {exc}")
         return EXIT_INPUT
+    if container is not None:
+        from hal_logging.pipeline.sources.container import open_store
+
+        try:
+            container_store = open_store(config, container[1])
+        except CheckpointError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return EXIT_INPUT
+        stores += [container_store] if container_store is not None else []
     for st in stores:
         if st.warning and not quiet:
             _eprint(f"{PROG}: {st.warning}")
@@ -678,6 +735,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     source: Any
     if config.command:
         source = CommandSource(config.command, config.raw_log)
+    elif container is not None:
+        source = ContainerSource(container[0], container[1], container_store, stop, notify)
     elif config.follow:
         path = config.files[0]
         source = TailSource(
@@ -773,6 +832,9 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         except CommandError as exc:
             _eprint(f"{PROG}: {exc}")
             return EXIT_USAGE
+        except ContainerError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return exc.exit_status
     finally:
         for sig, h in old_handlers.items():
             with contextlib.suppress(ValueError, TypeError):
@@ -797,6 +859,10 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         unreadable = [p for p, n in source.remaining.items() if n == -1]
         if unreadable and not incomplete:
             status = EXIT_INPUT
+    if container is not None:
+        stats.notes.append(source.summary_note())
+        if source.returncode is None or source.incomplete:
+            incomplete = True  # the container's output was not read to its exit
     if incomplete and not config.dry_run:
         if isinstance(source, CommandSource):
             if spool is not None and spool.rows:
@@ -806,6 +872,12 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
                 )
             if config.raw_log:
                 stats.where_kept.append(f"{config.raw_log} (the command's raw output)")
+        elif container is not None:
+            stats.where_kept.append(
+                f"the log of container {config.container}"
+                + (f" from its checkpoint {container_store.path}" if container_store else "")
+                + ": rerun the same command to resume"
+            )
         else:
             for path, store in stores_by_input.items():
                 stats.where_kept.append(
@@ -814,7 +886,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             if not stores_by_input:
                 stats.where_kept.append("the input files (no checkpoint: a rerun sends them again)")
         status = EXIT_UNDELIVERED
-    elif isinstance(source, CommandSource):
+    elif isinstance(source, CommandSource) or container is not None:
         status = source.exit_status
     stats.exit_status = status
 

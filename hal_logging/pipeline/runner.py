@@ -53,8 +53,16 @@ from hal_logging.pipeline.config import ForwardConfig
 from hal_logging.pipeline.framing import Framer
 from hal_logging.pipeline.model import DeliveryError, Filter, Record, Sink, WriteResult
 from hal_logging.pipeline.parsing import Parser, record_id
-from hal_logging.pipeline.sources import Chunk, Closed, Event, FileInput, Idle, Opened, Source
-from hal_logging.pipeline.sources.command import CommandSource
+from hal_logging.pipeline.sources import (
+    Chunk,
+    Closed,
+    Event,
+    ExitStatusSource,
+    FileInput,
+    Idle,
+    Opened,
+    Source,
+)
 from hal_logging.pipeline.summary import RunStats
 
 FORWARDER_LOGGER = "hal_logging.forward"
@@ -220,7 +228,7 @@ class Runner:
         self.stats.sink = sink.name
         self.progress = progress
         self.abort = abort or threading.Event()
-        self.live = source.mode in ("follow", "wrap")
+        self.live = source.mode in ("follow", "wrap", "container")
         self.commit_checkpoints = not (config.dry_run or config.no_checkpoint)
         self.batcher = Batcher(
             config.batch_rows, config.batch_bytes, config.flush_interval, sink.batch_bytes
@@ -511,7 +519,7 @@ class Runner:
         self._accept([Record(row, "unknown", 0, 0, source)], time.monotonic())
 
     def command_row(
-        self, *, status: int, description: str, seconds: float, command: str
+        self, *, status: int, description: str, seconds: float, command: str, kind: str = "command"
     ) -> dict[str, Any]:
         row = schema.empty_row()
         ctx = full_context(self.trusted)
@@ -520,9 +528,9 @@ class Runner:
         row["TimeGenerated"] = _now_iso()
         row["Level"] = "INFO" if status == 0 else "ERROR"
         row["LoggerName"] = FORWARDER_LOGGER
-        row["Message"] = f"command {command} finished: {description} after {seconds:.1f}s"
+        row["Message"] = f"{kind} {command} finished: {description} after {seconds:.1f}s"
         row["Properties"] = {
-            "command": command,
+            kind: command,
             "exit_status": status,
             "duration_seconds": round(seconds, 3),
         }
@@ -557,16 +565,18 @@ class Runner:
         for g in self.gens.values():
             g.closed = True
         if self.failure is None:
-            if isinstance(self.source, CommandSource) and self.source.returncode is not None:
+            if isinstance(self.source, ExitStatusSource) and self.source.returncode is not None:
                 src = self.source
-                cmd = os.path.basename(src.argv[0]) if src.argv else "?"
+                kind, name, extra, row_source = src.final_row_info()
                 row = self.command_row(
                     status=src.exit_status,
                     description=src.describe_status(),
                     seconds=src.seconds,
-                    command=cmd,
+                    command=name,
+                    kind=kind,
                 )
-                self.add_final_row(row, f"{src.invocation}-forward")
+                row["Properties"].update(extra)
+                self.add_final_row(row, row_source)
                 self.stats.command_status = src.exit_status
                 self.stats.command_seconds = src.seconds
             if self.filters:

@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from hal_logging.pipeline.sources import IDLE, Chunk, Closed, Event, Opened
 
@@ -159,6 +159,11 @@ class CommandSource:
                 name = f"signal {-rc}"
             return f"killed by {name}"
         return f"exit status {rc}"
+
+    def final_row_info(self) -> tuple[str, str, dict[str, Any], str]:
+        """The final row: "command NAME finished ...", ids from this invocation."""
+        name = os.path.basename(self.argv[0]) if self.argv else "?"
+        return "command", name, {}, f"{self.invocation}-forward"
 
     def close(self) -> None:
         if self._raw is not None:
