@@ -253,7 +253,9 @@ def test_rerun_after_sigkill_loses_nothing_and_stores_nothing_twice(
     args = ["--db", str(db), "--batch-rows", "200", "--container", cid]
     fwd = start_forward(args, tmp_path, _fenv(tmp_path))
     try:
-        ckpt = tmp_path / "state" / "hal-logging" / "checkpoints" / f"container-{cid}.hal-checkpoint"
+        ckpt = (
+            tmp_path / "state" / "hal-logging" / "checkpoints" / f"container-{cid}.hal-checkpoint"
+        )
         wait_for(
             lambda: ckpt.exists() and len(db_rows(db)) >= 100,
             60,

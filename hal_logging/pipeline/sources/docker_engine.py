@@ -252,7 +252,7 @@ def log_frames(res: Any, *, tty: bool) -> Iterator[Frame]:
 def since_param(rfc3339: str) -> str | None:
     """The API's ``since`` (``SECONDS.NANOSECONDS``) for a daemon timestamp, exactly."""
     try:
-        head, _, rest = rfc3339.partition(".")
+        head, _, rest = rfc3339.rstrip("Z").partition(".")
         frac = "".join(ch for ch in rest if ch.isdigit())[:9].ljust(9, "0")
         when = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
     except ValueError:
@@ -264,7 +264,7 @@ def run_seconds(started: str, finished: str) -> float | None:
     """Seconds between two daemon timestamps (a container's run time)."""
 
     def parse(s: str) -> datetime | None:
-        head, _, rest = s.partition(".")
+        head, _, rest = s.rstrip("Z").partition(".")
         frac = "".join(ch for ch in rest if ch.isdigit())[:6].ljust(6, "0")
         try:
             base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)

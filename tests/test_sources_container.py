@@ -1,0 +1,230 @@
+"""``--container`` without a container: the flag's rules, the errors a user meets
+first (no daemon, no extra), and the small pieces of the source (the Engine API's
+frames, the container's environment, times). Those that need a daemon are in
+tests/test_docker_container.py."""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hal_logging.cli.forward import UsageError, config_from_args
+from hal_logging.pipeline.config import ForwardConfig
+from hal_logging.pipeline.sources import ExitStatusSource
+from hal_logging.pipeline.sources.command import CommandSource
+from hal_logging.pipeline.sources.container import ContainerSource, container_env
+from hal_logging.pipeline.sources.docker_engine import (
+    PIECE_BYTES,
+    ContainerInfo,
+    info_from_attrs,
+    log_frames,
+    run_seconds,
+    since_param,
+)
+from tests.forward_helpers import run_forward
+
+TS = b"2026-12-06T08:55:18.933517406Z"
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--container", "c1", "file.log"], "no FILEs"),
+        (["--container", "c1", "--follow", "x.log"], "no FILEs"),
+        (["--container", "c1", "--", "docker", "run", "img"], "no command"),
+        (["--container", "c1", "--input-format", "raw"], "--input-format"),
+        (["--container", "  "], "needs a container name"),
+        (["--container", "c1", "--raw-log", "r.log"], "wrap mode"),
+        (["--container", "c1", "--resend"], "--resend"),
+        (["--container", "c1", "--until-pid", "1"], "--follow"),
+    ],
+)
+def test_container_flag_rules(argv: list[str], fragment: str) -> None:
+    with pytest.raises(UsageError, match=fragment):
+        config_from_args(argv, environ={})
+
+
+def test_container_flag_reads_docker_json() -> None:
+    cfg = config_from_args(["--container", "agent-1"], environ={})
+    assert cfg.container == "agent-1" and cfg.input_format == "docker-json"
+    assert not cfg.files and not cfg.command
+
+
+def test_unreachable_daemon_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    # A unix socket nobody listens on any more: connection refused.
+    path = tmp_path / "docker.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()
+    proc = run_forward(
+        ["--db", str(tmp_path / "x.db"), "--container", "agent-1"],
+        tmp_path,
+        {"DOCKER_HOST": f"unix://{path}"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "cannot reach the Docker daemon" in lines[0] and str(path) in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_missing_extra_says_what_to_install(tmp_path: Path) -> None:
+    # The package absent (as without the [docker] extra): importing it fails.
+    code = (
+        "import sys; sys.modules['docker'] = None\n"
+        "from hal_logging.cli.forward import main\n"
+        "sys.exit(main(['--db', 'x.db', '--container', 'agent-1']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "pip install 'hal-logging[docker]'" in proc.stderr
+
+
+def test_other_modes_never_import_docker(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("hello\n")
+    code = (
+        "import sys\n"
+        "from hal_logging.cli.forward import main\n"
+        f"rc = main(['-q', '--db', 'x.db', {str(log)!r}])\n"
+        "print('DOCKER', sorted(m for m in sys.modules if m.split('.')[0] == 'docker'), rc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert "DOCKER [] 0" in proc.stdout, proc.stderr
+
+
+class _Res:
+    """An HTTP response's shape as log_frames reads it: ``.raw.read(n)``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.raw = io.BytesIO(data)
+
+
+def _frame(stream: int, payload: bytes) -> bytes:
+    return struct.pack(">BxxxL", stream, len(payload)) + payload
+
+
+def test_frames_keep_stdout_and_stderr_apart_and_close_split_lines() -> None:
+    piece = b"x" * PIECE_BYTES
+    data = b"".join(
+        [
+            _frame(1, TS + b" out\n"),
+            _frame(2, TS + b" err\n"),
+            _frame(1, TS + b" " + piece),  # a 16 KB piece: the line goes on
+            _frame(1, TS + b" tail"),  # the last piece, sent without its newline
+            _frame(1, TS + b" \xff\xfe\n"),
+            _frame(2, b""),  # empty frames are skipped
+        ]
+    )
+    frames = list(log_frames(_Res(data), tty=False))
+    assert [(f.stream, f.data) for f in frames] == [
+        ("stdout", b"out\n"),
+        ("stderr", b"err\n"),
+        ("stdout", piece),
+        ("stdout", b"tail\n"),
+        ("stdout", b"\xff\xfe\n"),
+    ]
+    assert {f.time for f in frames} == {TS.decode()}
+
+
+def test_frames_of_a_terminal_are_lines_of_one_stream() -> None:
+    data = TS + b" one\r\n" + TS + b" two\r\n" + TS + b" unfinished"
+    frames = list(log_frames(_Res(data), tty=True))
+    assert [(f.stream, f.data) for f in frames] == [
+        ("stdout", b"one\r\n"),
+        ("stdout", b"two\r\n"),
+        ("stdout", b"unfinished"),
+    ]
+
+
+def test_a_truncated_frame_ends_the_stream() -> None:
+    data = _frame(1, TS + b" ok\n") + struct.pack(">BxxxL", 1, 100) + b"short"
+    assert [f.data for f in log_frames(_Res(data), tty=False)] == [b"ok\n"]
+
+
+def test_since_and_run_seconds() -> None:
+    assert since_param("2026-12-06T08:55:18.933517406Z") == "1796547318.933517406"
+    assert since_param("2026-12-06T08:55:18Z") == "1796547318.000000000"
+    assert since_param("garbage") is None
+    assert run_seconds("2026-12-06T08:55:18.5Z", "2026-12-06T08:55:21.75Z") == 3.25
+    assert run_seconds("2026-12-06T08:55:18.5Z", "0001-01-01T00:00:00Z") is None
+
+
+def test_container_env_context_and_secrets_only() -> None:
+    env = {
+        "HAL_RUN_ID": "R1",
+        "HAL_TASK_ID": "",
+        "OPENAI_API_KEY": "sk-1234567890abcdef",
+        "PATH": "/usr/local/bin:/usr/bin",
+        "PYTHON_VERSION": "3.11.9",
+        "CUSTOM_THING": "value-to-hide",
+    }
+    cfg = ForwardConfig(redact_env=["CUSTOM_THING"])
+    out = container_env(env, cfg, environ={})
+    assert out == {
+        "HAL_RUN_ID": "R1",
+        "HAL_EXECUTION_MODE": "docker",
+        "OPENAI_API_KEY": "sk-1234567890abcdef",
+        "CUSTOM_THING": "value-to-hide",
+    }
+    # HAL_LOGGING_REDACT_ENV names count as --redact-env; the secret-name rule can be off.
+    cfg = ForwardConfig(redact_secret_env_names=False)
+    out = container_env(
+        {**env, "HAL_EXECUTION_MODE": "vm"}, cfg, {"HAL_LOGGING_REDACT_ENV": "PATH"}
+    )
+    assert out == {
+        "HAL_RUN_ID": "R1",
+        "HAL_EXECUTION_MODE": "vm",
+        "PATH": "/usr/local/bin:/usr/bin",
+    }
+
+
+def _info(**kw: Any) -> ContainerInfo:
+    attrs = {
+        "Id": "abc123" * 10,
+        "Name": "/agent-1",
+        "LogPath": "/var/lib/docker/containers/x/x-json.log",
+        "Config": {"Env": ["A=1", "B=x=y", "NOEQ"], "Tty": False},
+        "State": {"Status": "exited", "ExitCode": 137, "OOMKilled": True},
+        "HostConfig": {"LogConfig": {"Type": "json-file"}},
+    }
+    attrs.update(kw)
+    return info_from_attrs(attrs)
+
+
+def test_inspect_fields_and_the_final_row_info() -> None:
+    import threading
+
+    info = _info()
+    assert (info.name, info.driver, info.env, info.running) == (
+        "agent-1",
+        "json-file",
+        {"A": "1", "B": "x=y"},
+        False,
+    )
+    src = ContainerSource(None, info, None, threading.Event())
+    assert isinstance(src, ExitStatusSource)
+    assert src.exit_status == 1  # not known yet: never 0
+    src.returncode, src.oom_killed = 137, True
+    assert src.exit_status == 137
+    assert src.describe_status() == "exit status 137 (SIGKILL), killed by the OOM killer"
+    kind, name, props, row_source = src.final_row_info()
+    assert (kind, name) == ("container", "agent-1")
+    assert props == {"container_id": info.id, "oom_killed": True, "log_driver": "json-file"}
+    assert row_source == f"container:{info.id}-forward"  # stable: a rerun's row is the same
+    cmd = CommandSource(["/usr/bin/docker", "run", "img"])
+    assert isinstance(cmd, ExitStatusSource)
+    assert cmd.final_row_info()[:3] == ("command", "docker", {})
