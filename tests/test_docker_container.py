@@ -234,9 +234,18 @@ def test_exited_container_same_rows_and_flags_win(
     assert hello["Properties"]["hal"]["claimed"]["TaskID"] == "T-7"
 
 
-@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(
+    ("driver", "log_opts"),
+    [
+        ("json-file", ()),
+        # Rotated many times between two polls, and while the forwarder is down.
+        ("json-file", ("--log-opt", "max-size=200k", "--log-opt", "max-file=50")),
+        ("local", ()),
+    ],
+    ids=["json-file", "json-file-rotating", "local"],
+)
 def test_rerun_after_sigkill_loses_nothing_and_stores_nothing_twice(
-    driver: str, docker_kit: Any, containers: list[str], tmp_path: Path
+    driver: str, log_opts: tuple[str, ...], docker_kit: Any, containers: list[str], tmp_path: Path
 ) -> None:
     gate_dir = tmp_path / "gate"
     gate_dir.mkdir()
@@ -248,6 +257,7 @@ def test_rerun_after_sigkill_loses_nothing_and_stores_nothing_twice(
         driver=driver,
         env={"AGENT_GATE": str(gate), "AGENT_LINES_BEFORE": str(n), "AGENT_LINES": str(n)},
         gate_dir=gate_dir,
+        extra=log_opts,
     )
     db = tmp_path / "c.db"
     args = ["--db", str(db), "--batch-rows", "200", "--container", cid]
@@ -279,6 +289,9 @@ def test_rerun_after_sigkill_loses_nothing_and_stores_nothing_twice(
     assert len(numbered) == len(expected), "rows stored twice"
     assert len(msgs) == len(set(msgs)), "rows stored twice"
     assert killed_at < len(rows)
+    if log_opts:
+        log_path = _docker("inspect", "-f", "{{.LogPath}}", cid)
+        assert Path(log_path + ".3").exists(), "the log did not rotate: the test proves nothing"
     assert _final(db)["Properties"]["exit_status"] == 3
 
 

@@ -72,7 +72,7 @@ from hal_logging.pipeline.sources.docker_engine import (
     since_param,
     wait,
 )
-from hal_logging.pipeline.sources.tail import TailSource
+from hal_logging.pipeline.sources.jsonfile import JsonFileReader
 from hal_logging.schema import CONTEXT_COLUMNS
 
 #: ExecutionMode when neither a flag, the VM's environment nor the container's sets it:
@@ -174,27 +174,6 @@ def _encode(frame: Frame) -> bytes:
     """One message as a json-file line (invalid UTF-8 replaced, as that driver does)."""
     rec = {"log": frame.data.decode("utf-8", "replace"), "stream": frame.stream, "time": frame.time}
     return _json.dumps(rec) + b"\n"
-
-
-class _LogFileTail(TailSource):
-    """``--follow`` on the json-file, stopping once the daemon reported the exit."""
-
-    def __init__(
-        self,
-        path: str,
-        store: CheckpointStore | None,
-        stop: threading.Event,
-        exited: threading.Event,
-        notify: Callable[[str], None],
-    ) -> None:
-        super().__init__(path, store, stop, notify=notify)
-        self.exited = exited
-
-    def _should_stop(self, last_data: float) -> bool:
-        if self.exited.is_set():
-            self.stop_reason = "container exited"
-            return True
-        return super()._should_stop(last_data)
 
 
 class ContainerSource:
@@ -337,19 +316,14 @@ class ContainerSource:
                 yield IDLE
 
     def _file_events(self) -> Iterator[Event]:
-        tail = _LogFileTail(self.info.log_path, self.store, self.stop, self._exited, self.notify)
-        first = True
-        for ev in tail.events():
-            if isinstance(ev, Opened) and first:
-                first = False
-                self.resumed = ev.start > 0
-            if isinstance(ev, Closed) and not self._exited.is_set():
-                # Stopped by a signal while the container runs: a partial line stays
-                # unread (the rerun reads it whole).
-                ev = Closed(ev.gen, complete=False)
-            elif isinstance(ev, Chunk):
+        reader = JsonFileReader(
+            self.info.log_path, self.store, self.stop, self._exited, self.notify
+        )
+        for ev in reader.events():
+            if isinstance(ev, Chunk):
                 self.total_bytes += len(ev.data)
             yield ev
+        self.resumed = reader.resumed
 
     def _api_events(self) -> Iterator[Event]:
         key = f"container:{self.info.id}:api"

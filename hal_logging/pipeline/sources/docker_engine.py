@@ -60,6 +60,7 @@ class ContainerInfo:
     finished_at: str = ""
     exit_code: int | None = None
     oom_killed: bool | None = None
+    log_options: dict[str, str] = field(default_factory=dict)  # --log-opt NAME=VALUE
 
     @property
     def running(self) -> bool:
@@ -154,6 +155,9 @@ def info_from_attrs(attrs: Mapping[str, Any]) -> ContainerInfo:
         finished_at=str(state.get("FinishedAt") or ""),
         exit_code=exit_code if isinstance(exit_code, int) else None,
         oom_killed=state.get("OOMKilled") if isinstance(state.get("OOMKilled"), bool) else None,
+        log_options={
+            str(k): str(v) for k, v in ((host.get("LogConfig") or {}).get("Config") or {}).items()
+        },
     )
 
 
