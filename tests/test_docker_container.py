@@ -392,3 +392,23 @@ def _diff(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
     only_a = sorted(x[:400] for x in sa - sb)
     only_b = sorted(x[:400] for x in sb - sa)
     return "only here:\n" + "\n".join(only_a) + "\nonly through pipes:\n" + "\n".join(only_b)
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_container_with_a_terminal(
+    driver: str, docker_kit: Any, containers: list[str], tmp_path: Path
+) -> None:
+    """``docker run -t``: one stream with ``\\r\\n`` line ends; long lines still whole."""
+    program = (
+        "-c",
+        "import sys; print('hello tty'); print('x' * 40000); "
+        "sys.stdout.write('\\rprog 1\\rprog 2\\n'); print('bye'); sys.exit(5)",
+    )
+    cid = _start(docker_kit, containers, driver=driver, program=program, extra=("-t",))
+    assert _docker("wait", cid) == "5"
+    db = tmp_path / "c.db"
+    proc = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    assert proc.returncode == 5, proc.stderr
+    rows = [r for r in db_rows(db) if r["LoggerName"] != FORWARDER]
+    assert [r["Message"] for r in rows] == ["hello tty", "x" * 40000, "prog 2", "bye"]
+    assert {r["Properties"]["hal"]["stream"] for r in rows} == {"stdout"}

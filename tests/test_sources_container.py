@@ -150,6 +150,16 @@ def test_frames_of_a_terminal_are_lines_of_one_stream() -> None:
     ]
 
 
+def test_terminal_stream_joins_split_lines_even_without_the_last_newline() -> None:
+    piece = b"x" * PIECE_BYTES
+    # A 16 KB piece, then the last piece sent without its newline (20.10, local
+    # driver): the next message's time follows at once.
+    data = TS + b" " + piece + TS + b" tail" + TS + b" \rprog 1\rprog 2\r\n" + TS + b" next\r\n"
+    frames = list(log_frames(_Res(data), tty=True))
+    assert [f.data for f in frames] == [piece, b"tail\n", b"\rprog 1\rprog 2\r\n", b"next\r\n"]
+    assert {f.time for f in frames} == {TS.decode()}
+
+
 def test_a_truncated_frame_ends_the_stream() -> None:
     data = _frame(1, TS + b" ok\n") + struct.pack(">BxxxL", 1, 100) + b"short"
     assert [f.data for f in log_frames(_Res(data), tty=False)] == [b"ok\n"]

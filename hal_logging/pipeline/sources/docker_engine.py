@@ -20,8 +20,9 @@ to do, and the exit status the forwarder uses for it.
 from __future__ import annotations
 
 import os
+import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -236,20 +237,66 @@ def log_frames(res: Any, *, tty: bool) -> Iterator[Frame]:
                 # exactly PIECE_BYTES long, so a shorter one ends the line.
                 text += b"\n"
             yield Frame(_STREAMS.get(sid, "unknown"), ts, text)
-    read = getattr(raw, "read1", None) or (lambda n: raw.read(1))
+    yield from _tty_frames(getattr(raw, "read1", None) or (lambda n: raw.read(1)))
+
+
+#: A ``timestamps=1`` prefix: RFC 3339 with nine fraction digits, and a space.
+_TS_RE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}(?:Z|[+-]\d\d:\d\d) ")
+
+
+def _tty_frames(read: Callable[[int], bytes]) -> Iterator[Frame]:
+    """Messages of a terminal's raw log stream: ``TIME TEXT``, one after the other.
+
+    A message ends at its newline, or after PIECE_BYTES of text (a piece of a
+    split line). The last piece of a split line may come without its newline
+    (20.10 with the local driver): then the next message's time shows up inside
+    it, and is taken as the boundary (looked for only in such a last piece).
+    """
     buf = b""
+    eof = False
+    continuing = False
+
+    def fill(need: int) -> bool:
+        nonlocal buf, eof
+        while len(buf) < need and not eof:
+            data = read(65536)
+            if not data:
+                eof = True
+            buf += data
+        return len(buf) >= need
+
     while True:
-        data = read(65536)
-        if not data:
-            break
-        buf += data
-        lines = buf.split(b"\n")
-        buf = lines.pop()
-        for line in lines:
-            ts, text = _split_ts(line + b"\n")
-            yield Frame("stdout", ts, text)
-    if buf:
-        ts, text = _split_ts(buf)
+        if not fill(1):
+            return
+        m = _TS_RE.match(buf)
+        if m is None and not eof and len(buf) < 40 and b"\n" not in buf:
+            fill(40)
+            m = _TS_RE.match(buf)
+        start = m.end() if m else 0
+        ts = buf[: start - 1].decode("ascii") if m else ""
+        while True:
+            nl = buf.find(b"\n", start, start + PIECE_BYTES)
+            if nl >= 0 or len(buf) - start >= PIECE_BYTES or eof:
+                break
+            fill(len(buf) + 1)
+        if nl >= 0:
+            end = nl + 1
+            if continuing:
+                inner = _TS_RE.search(buf, start, nl)
+                if inner is not None:
+                    end = inner.start()
+            text = buf[start:end]
+            if not text.endswith(b"\n"):
+                text += b"\n"
+            continuing = False
+        elif len(buf) - start >= PIECE_BYTES:
+            end = start + PIECE_BYTES
+            text = buf[start:end]
+            continuing = True
+        else:
+            end = len(buf)
+            text = buf[start:end]
+        buf = buf[end:]
         yield Frame("stdout", ts, text)
 
 
