@@ -6,18 +6,22 @@ tests/test_docker_container.py."""
 from __future__ import annotations
 
 import io
+import os
 import socket
 import struct
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hal_logging.cli.forward import UsageError, config_from_args
+from hal_logging.pipeline.checkpoint import CheckpointStore, identify
 from hal_logging.pipeline.config import ForwardConfig
-from hal_logging.pipeline.sources import ExitStatusSource
+from hal_logging.pipeline.sources import Chunk, ExitStatusSource, FileInput, Idle, Opened
 from hal_logging.pipeline.sources.command import CommandSource
 from hal_logging.pipeline.sources.container import ContainerSource, container_env
 from hal_logging.pipeline.sources.docker_engine import (
@@ -28,6 +32,7 @@ from hal_logging.pipeline.sources.docker_engine import (
     run_seconds,
     since_param,
 )
+from hal_logging.pipeline.sources.jsonfile import JsonFileReader
 from tests.forward_helpers import run_forward
 
 TS = b"2026-12-06T08:55:18.933517406Z"
@@ -238,3 +243,86 @@ def test_inspect_fields_and_the_final_row_info() -> None:
     cmd = CommandSource(["/usr/bin/docker", "run", "img"])
     assert isinstance(cmd, ExitStatusSource)
     assert cmd.final_row_info()[:3] == ("command", "docker", {})
+
+
+# -- the json-file reader, on files rotated the way the daemon does it ------------------
+
+
+def _rotate(path: Path) -> None:
+    """What the json-file driver does at max-size: .N -> .N+1, ..., live -> .1, new live."""
+    n = 1
+    while Path(f"{path}.{n}").exists():
+        n += 1
+    for k in range(n - 1, 0, -1):
+        os.rename(f"{path}.{k}", f"{path}.{k + 1}")
+    os.rename(path, f"{path}.1")
+    path.write_bytes(b"")
+
+
+def _line(i: int) -> bytes:
+    return b'{"log":"line %d\\n","stream":"stdout","time":"2026-12-06T08:55:18.9Z"}\n' % i
+
+
+def _drain(it: Iterator[Any], until_idle: bool) -> list[Any]:
+    out = []
+    for ev in it:
+        if until_idle and isinstance(ev, Idle):
+            break
+        out.append(ev)
+    return out
+
+
+def _lines(events: list[Any]) -> list[bytes]:
+    data = b"".join(e.data for e in events if isinstance(e, Chunk))
+    return data.splitlines(keepends=True)
+
+
+def test_reader_reads_every_file_rotated_between_two_polls(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    path.write_bytes(b"".join(_line(i) for i in range(3)))
+    stop, done, notes = threading.Event(), threading.Event(), []
+    reader = JsonFileReader(str(path), None, stop, done, notes.append)
+    it = reader.events()
+    first = _drain(it, until_idle=True)
+    assert _lines(first) == [_line(i) for i in range(3)]
+    # The writer goes on, and the driver rotates three times before the next poll.
+    with path.open("ab") as fh:
+        fh.write(_line(3))
+    i = 4
+    for _ in range(3):
+        _rotate(path)
+        path.write_bytes(_line(i) + _line(i + 1))
+        i += 2
+    done.set()  # the container exited
+    rest = _drain(it, until_idle=False)
+    assert _lines(rest) == [_line(k) for k in range(3, i)], notes
+    opened = [e for e in first + rest if isinstance(e, Opened)]
+    assert len(opened) == 4 and len({e.source for e in opened}) == 4  # one generation a file
+    assert not notes
+
+
+def test_reader_resumes_in_a_file_renamed_since_its_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    path.write_bytes(b"".join(_line(i) for i in range(4)))
+    store = CheckpointStore(str(tmp_path / "ckpt")).open()
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        ident = identify(fd, final=True)
+        assert ident is not None
+        half = len(_line(0)) * 2
+        store.commit({str(path): FileInput(str(path), fd, ident, store).entry(ident.source, half)})
+        os.close(fd)
+        _rotate(path)
+        path.write_bytes(_line(4))
+        _rotate(path)  # the checkpointed file is now c-json.log.2
+        path.write_bytes(_line(5))
+        done = threading.Event()
+        done.set()
+        reader = JsonFileReader(str(path), store, threading.Event(), done, lambda _m: None)
+        events = list(reader.events())
+    finally:
+        store.close()
+    assert _lines(events) == [_line(k) for k in (2, 3, 4, 5)]
+    assert reader.resumed
+    first = next(e for e in events if isinstance(e, Opened))
+    assert (first.source, first.start) == (ident.source, half)  # same ids as before
