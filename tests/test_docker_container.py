@@ -412,3 +412,52 @@ def test_container_with_a_terminal(
     rows = [r for r in db_rows(db) if r["LoggerName"] != FORWARDER]
     assert [r["Message"] for r in rows] == ["hello tty", "x" * 40000, "prog 2", "bye"]
     assert {r["Properties"]["hal"]["stream"] for r in rows} == {"stdout"}
+
+
+def test_engine_api_rerun_after_the_driver_dropped_old_messages(
+    docker_kit: Any, containers: list[str], tmp_path: Path
+) -> None:
+    """The `local` driver keeps a bounded log: once it dropped what the checkpoint
+    counted, the rerun resumes from the checkpoint's time and loses nothing the
+    daemon still has (rows near that time may be stored twice: documented)."""
+    gate_dir = tmp_path / "gate"
+    gate_dir.mkdir()
+    gate = gate_dir / "go"
+    cid = _start(
+        docker_kit,
+        containers,
+        driver="local",
+        env={"AGENT_GATE": str(gate), "AGENT_LINES_BEFORE": "300", "AGENT_LINES": "4000"},
+        gate_dir=gate_dir,
+        extra=("--log-opt", "max-size=100k", "--log-opt", "max-file=2"),
+    )
+    db = tmp_path / "c.db"
+    args = ["--db", str(db), "--container", cid]
+    ckpt = tmp_path / "state" / "hal-logging" / "checkpoints" / f"container-{cid}.hal-checkpoint"
+    fwd = start_forward(args, tmp_path, _fenv(tmp_path))
+    try:
+        wait_for(
+            lambda: (
+                ckpt.exists() and any(r["Message"] == "waiting for the gate" for r in db_rows(db))
+            ),
+            60,
+            "the first part delivered and checkpointed",
+        )
+    finally:
+        fwd.send_signal(signal.SIGKILL)
+        fwd.communicate(timeout=30)
+    gate.touch()
+    assert _docker("wait", cid) == "3"
+    proc = run_forward(args, tmp_path, _fenv(tmp_path))
+    assert proc.returncode == 3, proc.stderr
+    assert "no longer matches the checkpoint" in proc.stderr
+    kept = subprocess.run(["docker", "logs", cid], capture_output=True, timeout=60).stdout
+    still = {
+        json.loads(line)["Message"]
+        for line in kept.splitlines()
+        if line.startswith(b'{"_hal"') and b'"line ' in line
+    }
+    assert still and "line 0" not in still  # the driver did drop old lines
+    stored = {r["Message"] for r in db_rows(db)}
+    assert still <= stored, sorted(still - stored)[:5]
+    assert {f"before {i}" for i in range(300)} <= stored

@@ -372,7 +372,8 @@ class ContainerSource:
                 source = f"{base_source}~{uuid.uuid4().hex[:8]}"
                 pos, resume, tail = 0, 0, b""
         gen = "container"
-        inp.bounds[pos] = (_tail_hash(tail), "")
+        # (A resumed start keeps the checkpoint's time: the since fallback needs it.)
+        inp.bounds[pos] = (_tail_hash(tail), str((entry or {}).get("time", "")) if pos else "")
         yield Opened(gen, "unknown", source, pos, inp)
         complete = True
         last_time = ""
