@@ -195,6 +195,8 @@ def test_running_container_same_rows_as_pipes(
     assert final["Properties"]["oom_killed"] is False
     assert final["Properties"]["container_id"] == cid
     assert final["Properties"]["log_driver"] == driver
+    finished = _docker("inspect", "-f", "{{.State.FinishedAt}}", cid)
+    assert final["Properties"]["finished_at"] == finished
     assert final["Level"] == "ERROR" and final["RunID"] == "R-container"
     assert final["ExecutionMode"] == "docker"
 

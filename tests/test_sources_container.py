@@ -238,7 +238,12 @@ def test_inspect_fields_and_the_final_row_info() -> None:
     assert src.describe_status() == "exit status 137 (SIGKILL), killed by the OOM killer"
     kind, name, props, row_source = src.final_row_info()
     assert (kind, name) == ("container", "agent-1")
-    assert props == {"container_id": info.id, "oom_killed": True, "log_driver": "json-file"}
+    assert props == {
+        "container_id": info.id,
+        "oom_killed": True,
+        "log_driver": "json-file",
+        "finished_at": None,
+    }
     assert row_source == f"container:{info.id}-forward"  # stable: a rerun's row is the same
     cmd = CommandSource(["/usr/bin/docker", "run", "img"])
     assert isinstance(cmd, ExitStatusSource)

@@ -664,6 +664,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
 
     quiet = config.quiet
     container: Any = None  # --container: (client, ContainerInfo)
+    container_store: Any = None
     if config.container:
         from hal_logging.pipeline.sources.container import ContainerSource, attach, container_env
 

@@ -201,8 +201,12 @@ class ContainerSource:
         self.total_bytes = 0
         self.how = ""  # "json-file" or "api": how the output was read
         self.resumed = False
+        self.finished_at = ""
         #: The output was not read to the container's end (the log stream broke).
         self.incomplete = False
+        #: Every line up to the container's exit was read (set by the readers).
+        self._read_all = False
+        self._outcome: tuple[int | None, bool | None, float] = (None, None, 0.0)
         self._exited = threading.Event()
         self._attached = time.monotonic()
         self._res: Any = None
@@ -242,6 +246,7 @@ class ContainerSource:
             "container_id": self.info.id,
             "oom_killed": self.oom_killed,
             "log_driver": self.info.driver,
+            "finished_at": self.finished_at or None,
         }
         return (
             "container",
@@ -274,19 +279,21 @@ class ContainerSource:
                     code = info.exit_code
                     break
                 self.stop.wait(min(5.0, 0.5 * (attempt + 1)))
-        self.returncode = code
-        self.seconds = time.monotonic() - self._attached
+        seconds = time.monotonic() - self._attached
+        oom: bool | None = None
         try:
             final = inspect(self.client, self.info.id)
         except ContainerError:  # removed on exit (--rm): the wait's code is all there is
             pass
         else:
             if final.exit_code is not None:
-                self.returncode = final.exit_code
-            self.oom_killed = final.oom_killed
+                code = final.exit_code
+            oom = final.oom_killed
+            self.finished_at = final.finished_at
             secs = run_seconds(final.started_at, final.finished_at)
             if secs is not None:
-                self.seconds = secs
+                seconds = secs
+        self._outcome = (code, oom, seconds)
         self._exited.set()
 
     def _start_waiter(self) -> None:
@@ -308,12 +315,15 @@ class ContainerSource:
                 )
             self.how = "api"
             yield from self._api_events()
-        if self._waiter is not None and not self.stop.is_set() and not self.incomplete:
-            # The output ended (the daemon closes the stream at the exit): the status follows.
+        if self._read_all:
+            # Everything up to the exit was read: the status is the daemon's next word.
             while not self._exited.wait(POLL):
                 if self.stop.is_set():
                     break
                 yield IDLE
+            if self._exited.is_set():
+                # Known only now: a run stopped early has no exit status to report.
+                self.returncode, self.oom_killed, self.seconds = self._outcome
 
     def _file_events(self) -> Iterator[Event]:
         reader = JsonFileReader(
@@ -324,6 +334,7 @@ class ContainerSource:
                 self.total_bytes += len(ev.data)
             yield ev
         self.resumed = reader.resumed
+        self._read_all = reader.read_to_exit
 
     def _api_events(self) -> Iterator[Event]:
         key = f"container:{self.info.id}:api"
@@ -413,6 +424,7 @@ class ContainerSource:
         if complete and not self._stream_ended_at_exit(reader.error):
             complete = False
             self.incomplete = True
+        self._read_all = complete
         yield Closed(gen, complete)
 
     def _stream_ended_at_exit(self, error: str | None) -> bool:

@@ -74,6 +74,8 @@ class JsonFileReader:
         self.notify = notify
         self.total_bytes = 0
         self.resumed = False
+        #: Read to the end after the container exited (not stopped early by a signal).
+        self.read_to_exit = False
         self._n = 0
 
     def snapshot(self) -> Snapshot:
@@ -197,6 +199,7 @@ class JsonFileReader:
                 data = os.pread(fd, CHUNK_BYTES, pos)
                 if data:
                     continue
+                self.read_to_exit = True
                 yield Closed(gen)
                 return True
             if self.stop.is_set():
