@@ -9,10 +9,11 @@ OOM killer ended it, for the final row and the forwarder's exit status.
 Two ways to read, chosen from ``docker inspect``:
 
 * **json-file** (Docker's default driver) with a readable ``LogPath``: the file
-  itself, followed like ``--follow`` does (exact byte offsets, checkpoint
-  keyed by the log file of this container id, survives the driver's rotation
-  while following) and parsed as ``docker-json`` (each line keeps its stream
-  and time; lines the daemon split at 16 KB are joined again). The end is
+  itself and its rotated files, oldest first
+  (:mod:`~hal_logging.pipeline.sources.jsonfile`: exact byte offsets, one
+  checkpoint entry keyed by the log path, which contains the container id),
+  parsed as ``docker-json`` (each line keeps its stream and time; lines the
+  daemon split at 16 KB are joined again). The end is
   known from the daemon (a thread waits on ``POST /containers/ID/wait``): the
   daemon has written every line before it reports the exit, so the file is
   then read to its end and the source stops.
