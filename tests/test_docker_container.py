@@ -463,3 +463,34 @@ def test_engine_api_rerun_after_the_driver_dropped_old_messages(
     stored = {r["Message"] for r in db_rows(db)}
     assert still <= stored, sorted(still - stored)[:5]
     assert {f"before {i}" for i in range(300)} <= stored
+
+
+def test_values_given_at_docker_run_are_redacted_like_dash_e(
+    docker_kit: Any, containers: list[str], tmp_path: Path
+) -> None:
+    """`-e NAME=VALUE` / `--env-file` values reach the container's environment; any
+    name, as in wrap mode, while the image's own variables are left alone."""
+    env_file = tmp_path / "task.env"
+    env_file.write_text("FROM_ENV_FILE=envfile-value-9d8c7b\n")
+    program = (
+        "-c",
+        "import os; print('given', os.environ['TASK_NOTE']); "
+        "print('file', os.environ['FROM_ENV_FILE']); print('path', os.environ['PATH'])",
+    )
+    cid = _start(
+        docker_kit,
+        containers,
+        program=program,
+        env={"TASK_NOTE": "plain-note-value-4f2e"},
+        extra=("--env-file", str(env_file)),
+    )
+    assert _docker("wait", cid) == "0"
+    db = tmp_path / "c.db"
+    proc = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    msgs = {r["Message"] for r in db_rows(db)}
+    assert "given [REDACTED:env:TASK_NOTE]" in msgs
+    assert "file [REDACTED:env:FROM_ENV_FILE]" in msgs
+    path = _docker("inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", cid)
+    assert any(m.startswith("path /") for m in msgs), path  # PATH is no secret
+    assert "plain-note-value-4f2e" not in json.dumps([r for r in db_rows(db)])

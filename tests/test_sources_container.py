@@ -178,33 +178,41 @@ def test_since_and_run_seconds() -> None:
     assert run_seconds("2026-12-06T08:55:18.5Z", "0001-01-01T00:00:00Z") is None
 
 
-def test_container_env_context_and_secrets_only() -> None:
+def test_container_env_context_given_values_and_secrets() -> None:
+    image_env = {
+        "PATH": "/usr/local/bin:/usr/bin",
+        "PYTHON_VERSION": "3.11.9",
+        "PYTHON_SHA256": "0123456789abcdef0123",
+        "GPG_KEY": "A035C8C19219BA821ECEA86B64E628F8D684696D",
+        "LANG": "C.UTF-8",
+    }
     env = {
+        **image_env,
+        "LANG": "en_US.UTF-8",  # changed at docker run: the VM's value
         "HAL_RUN_ID": "R1",
         "HAL_TASK_ID": "",
         "OPENAI_API_KEY": "sk-1234567890abcdef",
-        "PATH": "/usr/local/bin:/usr/bin",
-        "PYTHON_VERSION": "3.11.9",
+        "TASK_PROMPT": "fix the failing tests",
         "CUSTOM_THING": "value-to-hide",
     }
+    info = _info(Config={"Env": [f"{k}={v}" for k, v in env.items()]})
+    info.image_env = image_env
     cfg = ForwardConfig(redact_env=["CUSTOM_THING"])
-    out = container_env(env, cfg, environ={})
-    assert out == {
+    assert container_env(info, cfg, environ={}) == {
         "HAL_RUN_ID": "R1",
+        "HAL_TASK_ID": "",
         "HAL_EXECUTION_MODE": "docker",
+        "LANG": "en_US.UTF-8",
         "OPENAI_API_KEY": "sk-1234567890abcdef",
+        "TASK_PROMPT": "fix the failing tests",
         "CUSTOM_THING": "value-to-hide",
+        "GPG_KEY": "A035C8C19219BA821ECEA86B64E628F8D684696D",
     }
-    # HAL_LOGGING_REDACT_ENV names count as --redact-env; the secret-name rule can be off.
+    # The image unknown: only context, secret-looking names and named ones.
+    info.image_env = None
     cfg = ForwardConfig(redact_secret_env_names=False)
-    out = container_env(
-        {**env, "HAL_EXECUTION_MODE": "vm"}, cfg, {"HAL_LOGGING_REDACT_ENV": "PATH"}
-    )
-    assert out == {
-        "HAL_RUN_ID": "R1",
-        "HAL_EXECUTION_MODE": "vm",
-        "PATH": "/usr/local/bin:/usr/bin",
-    }
+    out = container_env(info, cfg, {"HAL_LOGGING_REDACT_ENV": "PATH"})
+    assert out == {"HAL_RUN_ID": "R1", "HAL_EXECUTION_MODE": "docker", "PATH": image_env["PATH"]}
 
 
 def _info(**kw: Any) -> ContainerInfo:

@@ -674,7 +674,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             _eprint(f"{PROG}: {exc}")
             return exc.exit_status
         # The container's environment, as the VM set it: context and secrets (like -e).
-        config.command_env = container_env(container[1].env, config, environ)
+        config.command_env = container_env(container[1], config, environ)
     trusted = trusted_context(config, environ)
     try:
         sink_name = resolve_sink_name(config)

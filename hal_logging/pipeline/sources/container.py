@@ -92,29 +92,36 @@ _CONTEXT_ENV = frozenset(c.env for c in CONTEXT_COLUMNS if c.env)
 
 
 def container_env(
-    env: Mapping[str, str], config: ForwardConfig, environ: Mapping[str, str] | None = None
+    info: ContainerInfo, config: ForwardConfig, environ: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The part of the container's environment the forwarder uses, shaped like wrap
-    mode's ``-e NAME=VALUE`` pairs (``ForwardConfig.command_env``).
+    mode's ``-e NAME=VALUE`` pairs (``ForwardConfig.command_env``), whose values
+    are redacted (all but the run context and harmless names such as ``PATH``).
 
     - the run context (``HAL_RUN_ID``, ...): the VM set it when it created the
       container, so it fills trusted context not given by a flag or the VM's
       own environment; ``HAL_EXECUTION_MODE`` defaults to ``docker``;
-    - the values of secret-looking names (``*KEY*``, ``*TOKEN*``, ...), unless
-      that rule is turned off, and of names given to ``--redact-env``: wrap
-      mode redacts every ``-e`` value, here the image's harmless variables
-      (``PATH``, ``LANG``, versions) would only wreck the logs.
+    - every variable the VM gave at ``docker run`` (``-e``, ``--env-file``): those
+      that the image does not set to the same value, exactly as wrap mode
+      treats ``-e`` values (when the image cannot be inspected, this part is
+      left out);
+    - from the image's own variables, only secret-looking names (``*KEY*``,
+      ``*TOKEN*``, ...; unless that rule is off) and ``--redact-env`` names:
+      its ``LANG``, versions and checksums would only wreck the logs.
     """
     from hal_logging.pipeline.filters import REDACT_ENV_VAR
     from hal_logging.pipeline.filters.redact import looks_secret
 
+    env = info.env
     vm_env = os.environ if environ is None else environ
     named = [*config.redact_env, *vm_env.get(REDACT_ENV_VAR, "").split(",")]
     wanted = {n.strip() for n in named if n.strip()}
     secret_names = config.redact_secret_env_names
+    image_env = info.image_env
     out = {k: v for k, v in env.items() if k in _CONTEXT_ENV and v}
     for k, v in env.items():
-        if k in wanted or (secret_names and looks_secret(k)):
+        given = image_env is not None and image_env.get(k) != v
+        if given or k in wanted or (secret_names and looks_secret(k)):
             out[k] = v
     if not out.get("HAL_EXECUTION_MODE"):
         out["HAL_EXECUTION_MODE"] = DEFAULT_EXECUTION_MODE

@@ -62,6 +62,9 @@ class ContainerInfo:
     exit_code: int | None = None
     oom_killed: bool | None = None
     log_options: dict[str, str] = field(default_factory=dict)  # --log-opt NAME=VALUE
+    image: str = ""
+    #: The image's own environment (None: unknown, e.g. the image was removed).
+    image_env: dict[str, str] | None = None
 
     @property
     def running(self) -> bool:
@@ -131,18 +134,31 @@ def inspect(client: Any, name_or_id: str) -> ContainerInfo:
             f"cannot inspect container {name_or_id} through the Docker daemon at "
             f"{_daemon_address()}: {_cause(exc)}"
         ) from exc
-    return info_from_attrs(attrs)
+    info = info_from_attrs(attrs)
+    if info.image:
+        try:
+            image = client.api.inspect_image(info.image)
+        except Exception:  # removed since, or not inspectable: left unknown
+            pass
+        else:
+            info.image_env = _env_dict((image.get("Config") or {}).get("Env"))
+    return info
+
+
+def _env_dict(items: Any) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in items or ():
+        name, eq, value = str(item).partition("=")
+        if name and eq:
+            env[name] = value
+    return env
 
 
 def info_from_attrs(attrs: Mapping[str, Any]) -> ContainerInfo:
     config = attrs.get("Config") or {}
     state = attrs.get("State") or {}
     host = attrs.get("HostConfig") or {}
-    env: dict[str, str] = {}
-    for item in config.get("Env") or ():
-        name, eq, value = str(item).partition("=")
-        if name and eq:
-            env[name] = value
+    env = _env_dict(config.get("Env"))
     exit_code = state.get("ExitCode")
     return ContainerInfo(
         id=str(attrs.get("Id", "")),
@@ -156,6 +172,7 @@ def info_from_attrs(attrs: Mapping[str, Any]) -> ContainerInfo:
         finished_at=str(state.get("FinishedAt") or ""),
         exit_code=exit_code if isinstance(exit_code, int) else None,
         oom_killed=state.get("OOMKilled") if isinstance(state.get("OOMKilled"), bool) else None,
+        image=str(attrs.get("Image") or ""),
         log_options={
             str(k): str(v) for k, v in ((host.get("LogConfig") or {}).get("Config") or {}).items()
         },
