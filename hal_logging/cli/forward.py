@@ -67,8 +67,9 @@ context (trusted: the container cannot override it):
   its first line (or the checkpoint, in the state directory, per container id)
   to its exit; exits with its status; the final row has Properties.exit_status
   and oom_killed. json-file logs are read from the file, other drivers
-  through the Engine API (DOCKER_HOST). Secret-named variables of the
-  container are redacted. ExecutionMode defaults to "docker".
+  through the Engine API (DOCKER_HOST). Values given at `docker run` (-e,
+  --env-file) and the image's secret-named variables are redacted.
+  ExecutionMode defaults to "docker".
 
 exit status:
   0   every record read was delivered (wrap mode: CMD's own status;
