@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.forward_helpers import db_rows, run_forward, start_forward
+from tests.forward_helpers import clean_env, db_rows, forward_cmd, run_forward, start_forward
 from tests.waiting import wait_for
 
 AGENT = Path(__file__).resolve().parent / "fixtures" / "container_agent.py"
@@ -494,3 +494,33 @@ def test_values_given_at_docker_run_are_redacted_like_dash_e(
     path = _docker("inspect", "-f", "{{range .Config.Env}}{{println .}}{{end}}", cid)
     assert any(m.startswith("path /") for m in msgs), path  # PATH is no secret
     assert "plain-note-value-4f2e" not in json.dumps([r for r in db_rows(db)])
+
+
+def test_created_container_is_followed_once_started(
+    docker_kit: Any, containers: list[str], tmp_path: Path
+) -> None:
+    argv = docker_kit.python_argv("-c", "print('started at last'); raise SystemExit(4)")
+    argv[1] = "create"  # docker create: the container exists, its program has not run
+    cid = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+    cid = cid.strip()
+    containers.append(cid)
+    db = tmp_path / "c.db"
+    err = tmp_path / "err.txt"
+    with err.open("wb") as fh:
+        fwd = subprocess.Popen(
+            forward_cmd("--db", str(db), "--container", cid),
+            cwd=tmp_path,
+            env=clean_env(_fenv(tmp_path)),
+            stdout=subprocess.DEVNULL,
+            stderr=fh,
+        )
+    try:
+        wait_for(lambda: "created but not started" in err.read_text(), 60, "the wait notice")
+        _docker("start", cid)
+        assert fwd.wait(timeout=120) == 4, err.read_text()
+    finally:
+        if fwd.poll() is None:
+            fwd.kill()
+            fwd.wait()
+    assert [r["Message"] for r in db_rows(db)][:1] == ["started at last"]
+    assert _final(db)["Properties"]["exit_status"] == 4

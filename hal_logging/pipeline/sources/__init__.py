@@ -1,7 +1,7 @@
 """Sources: where bytes come from, as a stream of events the runner consumes.
 
 Every source yields the same four events, so the runner has one loop for
-finished files, followed files and a wrapped command:
+finished files, followed files, a wrapped command and a followed container:
 
 * :class:`Opened` a *generation* begins: a file (or a pipe) read from ``start``,
   with the ``source`` string record ids derive from. A truncated or rotated

@@ -83,6 +83,7 @@ DEFAULT_EXECUTION_MODE = "docker"
 TAIL_BYTES = 64
 QUEUE_FRAMES = 256
 POLL = 0.1
+SLOW_POLL = 0.25
 #: Bytes of synthetic json-file lines gathered into one chunk for the runner.
 CHUNK_TARGET = 128 * 1024
 #: Seconds to wait for the daemon's exit report once the log stream has ended.
@@ -272,7 +273,7 @@ class ContainerSource:
             if self.stop.is_set():
                 return
             try:
-                code = wait(self.client, self.info.id, next_exit=self.info.status == "created")
+                code = wait(self.client, self.info.id)
                 break
             except Exception as exc:  # daemon restarting, container removed while waiting
                 try:
@@ -311,6 +312,16 @@ class ContainerSource:
     # -- events ------------------------------------------------------------------------
 
     def events(self) -> Iterator[Event]:
+        if self.info.status == "created":
+            # Created, not started yet (docker create): its log appears at the start.
+            self.notify(f"container {self.info.name} is created but not started: waiting")
+            while self.info.status == "created" and not self.stop.is_set():
+                yield IDLE
+                self.stop.wait(SLOW_POLL)
+                with contextlib.suppress(ContainerError):
+                    self.info = inspect(self.client, self.info.id)
+            if self.stop.is_set():
+                return
         self._start_waiter()
         if self.info.driver == "json-file" and self.info.log_path and _readable(self.info.log_path):
             self.how = "json-file"

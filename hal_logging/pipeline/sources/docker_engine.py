@@ -179,15 +179,13 @@ def info_from_attrs(attrs: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
-def wait(client: Any, container_id: str, *, next_exit: bool = False) -> int | None:
+def wait(client: Any, container_id: str) -> int | None:
     """Block until the container is not running; its exit code (None if unknown).
 
     No timeout: a task can run for hours (docker-py's default would give up
-    after a minute). ``next_exit`` for a container created but not yet started.
+    after a minute).
     """
-    res = client.api.wait(
-        container_id, timeout=None, condition="next-exit" if next_exit else "not-running"
-    )
+    res = client.api.wait(container_id, timeout=None, condition="not-running")
     code = res.get("StatusCode") if isinstance(res, dict) else None
     return code if isinstance(code, int) else None
 
