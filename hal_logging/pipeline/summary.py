@@ -328,7 +328,8 @@ class RunStats:
                 )
         if self.command_status is not None:
             lines.append(
-                f"  command exited with status {self.command_status} after {self.command_seconds or 0:.1f}s"
+                f"  {'container' if self.mode == 'container' else 'command'} exited with status "
+                f"{self.command_status} after {self.command_seconds or 0:.1f}s"
             )
         lines.extend(f"  {n}" for n in self.notes)
         if self.undelivered or self.dead_lettered:
