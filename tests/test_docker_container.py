@@ -524,3 +524,45 @@ def test_created_container_is_followed_once_started(
             fwd.wait()
     assert [r["Message"] for r in db_rows(db)][:1] == ["started at last"]
     assert _final(db)["Properties"]["exit_status"] == 4
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+def test_rm_container_followed_to_its_removal(
+    driver: str,
+    docker_kit: Any,
+    containers: list[str],
+    tmp_path: Path,
+    through_pipes: list[dict[str, Any]],
+) -> None:
+    """`docker run -d --rm`: the daemon removes the container (and its log) at its
+    exit; what it printed is still read to the end, with its exit status."""
+    gate_dir = tmp_path / "gate"
+    gate_dir.mkdir()
+    gate = gate_dir / "go"
+    cid = _start(
+        docker_kit,
+        containers,
+        driver=driver,
+        env={"AGENT_GATE": str(gate)},
+        gate_dir=gate_dir,
+        extra=("--rm",),
+    )
+    db = tmp_path / "c.db"
+    fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    try:
+        wait_for(
+            lambda: any(r["Message"] == "waiting for the gate" for r in db_rows(db)),
+            60,
+            "the first part's rows",
+        )
+        gate.touch()
+        _out, err = fwd.communicate(timeout=120)
+    finally:
+        if fwd.poll() is None:
+            fwd.kill()
+            fwd.wait()
+    assert fwd.returncode == 3, err
+    rows = [r for r in _agent_rows(db) if r["Message"] != "waiting for the gate"]
+    assert rows == through_pipes, _diff(rows, through_pipes)
+    final = _final(db)
+    assert final["Properties"]["exit_status"] == 3
