@@ -113,6 +113,17 @@ def _agent_rows(db: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
 
 
+def _wait_alongside(fwd: subprocess.Popen[str], cond: Any, what: str) -> None:
+    """wait_for(cond) while the forwarder runs; a failure shows the forwarder's stderr."""
+    try:
+        wait_for(lambda: cond() or fwd.poll() is not None, 60, what)
+    except AssertionError as exc:
+        fwd.kill()
+        raise AssertionError(f"{exc}; the forwarder said: {fwd.communicate()[1]}") from None
+    if not cond():
+        raise AssertionError(f"the forwarder ended ({fwd.returncode}): {fwd.communicate()[1]}")
+
+
 def _final(db: Path) -> dict[str, Any]:
     finals = [r for r in db_rows(db) if r["LoggerName"] == FORWARDER]
     assert len(finals) == 1, finals
@@ -174,9 +185,9 @@ def test_running_container_same_rows_as_pipes(
     fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
     try:
         # The forwarder ships what the running container printed so far...
-        wait_for(
+        _wait_alongside(
+            fwd,
             lambda: any(r["Message"] == "waiting for the gate" for r in db_rows(db)),
-            60,
             "the first part's rows while the container waits at its gate",
         )
         assert _docker("inspect", "-f", "{{.State.Running}}", cid) == "true"
@@ -268,9 +279,9 @@ def test_rerun_after_sigkill_loses_nothing_and_stores_nothing_twice(
         ckpt = (
             tmp_path / "state" / "hal-logging" / "checkpoints" / f"container-{cid}.hal-checkpoint"
         )
-        wait_for(
+        _wait_alongside(
+            fwd,
             lambda: ckpt.exists() and len(db_rows(db)) >= 100,
-            60,
             "the first rows in the workspace and a checkpoint",
         )
     finally:
@@ -304,9 +315,9 @@ def test_docker_kill_leaves_a_final_row_with_137(
     db = tmp_path / "c.db"
     fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
     try:
-        wait_for(
+        _wait_alongside(
+            fwd,
             lambda: any(r["Message"] == "waiting forever" for r in db_rows(db)),
-            60,
             "the container's last line",
         )
         _docker("kill", cid)
@@ -370,7 +381,7 @@ def test_a_second_forwarder_on_the_same_container_is_refused(
     db = tmp_path / "c.db"
     fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
     try:
-        wait_for(lambda: len(db_rows(db)) > 0, 60, "the first forwarder's rows")
+        _wait_alongside(fwd, lambda: len(db_rows(db)) > 0, "the first forwarder's rows")
         second = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
         assert second.returncode == 1
         assert "in use by another hal-logging-forward" in second.stderr
@@ -438,11 +449,11 @@ def test_engine_api_rerun_after_the_driver_dropped_old_messages(
     ckpt = tmp_path / "state" / "hal-logging" / "checkpoints" / f"container-{cid}.hal-checkpoint"
     fwd = start_forward(args, tmp_path, _fenv(tmp_path))
     try:
-        wait_for(
+        _wait_alongside(
+            fwd,
             lambda: (
                 ckpt.exists() and any(r["Message"] == "waiting for the gate" for r in db_rows(db))
             ),
-            60,
             "the first part delivered and checkpointed",
         )
     finally:
@@ -550,9 +561,9 @@ def test_rm_container_followed_to_its_removal(
     db = tmp_path / "c.db"
     fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
     try:
-        wait_for(
+        _wait_alongside(
+            fwd,
             lambda: any(r["Message"] == "waiting for the gate" for r in db_rows(db)),
-            60,
             "the first part's rows",
         )
         gate.touch()
