@@ -13,14 +13,19 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hal_logging.cli.forward import UsageError, config_from_args
 from hal_logging.pipeline.checkpoint import CheckpointStore, identify
 from hal_logging.pipeline.config import ForwardConfig
+from hal_logging.pipeline.parsing.docker import docker_time
+from hal_logging.pipeline.parsing.timestamps import parse_time
 from hal_logging.pipeline.sources import Chunk, ExitStatusSource, FileInput, Idle, Opened
 from hal_logging.pipeline.sources.command import CommandSource
 from hal_logging.pipeline.sources.container import ContainerSource, container_env
@@ -339,3 +344,22 @@ def test_reader_resumes_in_a_file_renamed_since_its_checkpoint(tmp_path: Path) -
     assert reader.resumed
     first = next(e for e in events if isinstance(e, Opened))
     assert (first.source, first.start) == (ident.source, half)  # same ids as before
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9998, 12, 31)),
+    st.integers(min_value=0, max_value=999_999_999),
+    st.integers(min_value=0, max_value=10),
+    st.sampled_from(["Z", "z", "+01:00", ""]),
+)
+def test_docker_time_is_parse_time_only_faster(
+    when: datetime, nanos: int, digits: int, tz: str
+) -> None:
+    frac = f"{nanos:09d}"[:digits]
+    value = when.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if digits else "") + tz
+    assert docker_time(value) == parse_time(value)
+
+
+@pytest.mark.parametrize("value", ["2026-02-30T09:14:00.1Z", "2026-12-06T25:00:00Z", None, 7])
+def test_docker_time_odd_values(value: object) -> None:
+    assert docker_time(value) == parse_time(value)
