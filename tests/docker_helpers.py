@@ -34,6 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LABEL = "hal-logging-test"
+#: This test session's own label value: the session removes what it started, not
+#: the containers of another suite running beside it on the same daemon.
+SESSION = f"{os.getpid()}-{os.urandom(4).hex()}"
 REQUIRED = os.environ.get("HAL_LOGGING_REQUIRE_DOCKER") == "1"
 _FOLDERS = ("tmp", "proc", "sys", "dev", "etc", "usr", "lib", "lib64", "bin", "root", "home/agent", "work")
 
@@ -126,7 +129,8 @@ class DockerKit:
         ``mounts`` are extra host paths mounted read-only at the same path;
         ``writable`` ones read-write. ``env`` becomes ``-e NAME=VALUE`` flags.
         """
-        argv = ["docker", "run", "--network", "none", "--pull", "never", "--label", LABEL]
+        label = f"{LABEL}={SESSION}"
+        argv = ["docker", "run", "--network", "none", "--pull", "never", "--label", label]
         if rm:
             argv.append("--rm")
         if detach:
@@ -168,13 +172,17 @@ class DockerKit:
     def leftovers() -> list[str]:
         """Ids of this suite's containers that still exist (running or not)."""
         r = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label={LABEL}"], capture_output=True, text=True
+            ["docker", "ps", "-aq", "--filter", f"label={LABEL}={SESSION}"],
+            capture_output=True,
+            text=True,
         )
         return r.stdout.split()
 
     @staticmethod
     def running() -> list[str]:
         r = subprocess.run(
-            ["docker", "ps", "-q", "--filter", f"label={LABEL}"], capture_output=True, text=True
+            ["docker", "ps", "-q", "--filter", f"label={LABEL}={SESSION}"],
+            capture_output=True,
+            text=True,
         )
         return r.stdout.split()

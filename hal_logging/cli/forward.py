@@ -5,6 +5,7 @@ Three modes::
     hal-logging-forward [OPTIONS] FILE...             # finished files (seed: Option B)
     hal-logging-forward --follow [OPTIONS] FILE       # a growing file (seed: Option A)
     hal-logging-forward [OPTIONS] -- CMD [ARG...]     # run CMD, forward its output live
+    hal-logging-forward [OPTIONS] --container NAME    # follow a Docker container to its exit
 
 This module only turns flags and environment into a
 :class:`~hal_logging.pipeline.config.ForwardConfig`, builds the source, sink
@@ -25,6 +26,8 @@ cannot be executed (a row says which), and ``--exit-status`` chooses which
 fact the status carries: ``auto`` (default) CMD's own status (128+N if a signal
 N killed it) when delivery is complete, else 75; ``command`` always CMD's;
 ``delivery`` 0/73/75 whatever CMD returned. The summary JSON holds both.
+Container mode (``--container``) is the same with the container's exit
+status; a container that is gone, or a daemon that does not answer, is 1.
 
 Errors are never silent: ``-q`` hides progress and summaries, not a failure's cause.
 Checkpoints belong to their destination (:mod:`hal_logging.pipeline.destination`).
@@ -74,23 +77,37 @@ context (trusted: the container cannot override it):
   flags, then the environment (HAL_RUN_ID, HAL_TASK_ID, HAL_BENCHMARK,
   HAL_AGENT_NAME, HAL_VM_NAME, HAL_EXECUTION_MODE, EXECUTED_BY, HAL_LOG_TYPE),
   then in wrap mode the command's own `-e NAME=VALUE` / `--env NAME=VALUE`
-  and the files of its `--env-file FILE` (their values are redacted too).
+  and the files of its `--env-file FILE` (their values are redacted too);
+  in container mode the container's environment (`docker inspect`).
+
+--container NAME_OR_ID (needs: pip install 'hal-logging[docker]'):
+  follows a container started with `docker run -d`, running or exited, from
+  its first line (or the checkpoint, in the state directory, per container id)
+  to its exit; exits with its status; the final row has Properties.exit_status
+  and oom_killed. json-file logs are read from the file, other drivers
+  through the Engine API (DOCKER_HOST). Values given at `docker run` (-e,
+  --env-file) and the image's secret-named variables are redacted.
+  ExecutionMode defaults to "docker".
 
 exit status (errors are never silent: -q hides summaries, not a failure):
   0   every record read was delivered (wrap mode: CMD's own status; 137 for a
-      container killed by docker kill, the OOM killer or --stop-timeout)
+      container killed by docker kill, the OOM killer or --stop-timeout;
+      --container: the container's exit status)
   75  some records were not delivered; stderr says how many and where they are
       kept; rerun the same command to resume from the checkpoint
   73  the destination cannot be used (workspace cannot be opened or created,
       sink cannot be built); nothing was shipped
-  2   usage error;  1  an input file could not be read
+  2   usage error;  1  an input file could not be read, or --container: no
+      such container (gone, --rm) or the Docker daemon cannot be reached
   127 / 126  wrap mode: CMD not found / cannot be executed (a row says which)
-  --exit-status command|delivery (wrap mode): always CMD's status, or always
-  the delivery status (0/73/75); the summary JSON (--summary-json) holds both
+  --exit-status command|delivery (wrap and container modes): always CMD's
+  status, or always the delivery status (0/73/75); the summary JSON
+  (--summary-json) holds both
 
 examples:
   hal-logging-forward --run-id R1 --task-id T7 -- docker run --rm --init -e HAL_RUN_ID=R1 IMAGE
   hal-logging-forward --follow --until-pid 4242 docker_output.log
+  hal-logging-forward --run-id R1 --task-id T7 --container "$(docker run -d IMAGE)"
   hal-logging-forward --dry-run --tasks-per-month 5000 old_run/*.log
 """
 
@@ -152,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         usage=(
             f"{PROG} [OPTIONS] FILE...\n       {PROG} --follow [OPTIONS] FILE\n"
-            f"       {PROG} [OPTIONS] -- CMD [ARG...]"
+            f"       {PROG} [OPTIONS] -- CMD [ARG...]\n"
+            f"       {PROG} [OPTIONS] --container NAME_OR_ID"
         ),
         description="Ship a container's output to Azure Monitor (or the local workspace): "
         "every line, attributed to its run and task, redacted, nothing lost or sent twice.",
@@ -188,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="wrap mode: after SIGTERM/SIGINT is passed on, give CMD SECONDS to exit, then "
         "stop it for good (a docker run's container through the daemon, then SIGKILL); "
         "a second signal does it at once (default 10, like docker stop)",
+    )
+    g.add_argument(
+        "--container",
+        metavar="NAME_OR_ID",
+        help="follow Docker container NAME_OR_ID (running or exited) from its first line to its "
+        "exit, and exit with its status (needs the [docker] extra)",
     )
     g.add_argument(
         "--raw-log",
@@ -563,15 +587,28 @@ def config_from_args(
     ns = build_parser().parse_args(opts)
     if command and ns.files:
         raise UsageError("give FILEs or a command after '--', not both")
+    if ns.container is not None:
+        if not ns.container.strip():
+            raise UsageError("--container needs a container name or id")
+        if ns.files or command or ns.follow:
+            raise UsageError(
+                "--container reads one container's output: give no FILEs, no --follow and "
+                "no command after '--' (run one forwarder per container)"
+            )
+        if ns.input_format not in ("auto", "docker-json"):
+            raise UsageError("--container reads Docker's own log format: drop --input-format")
+        ns.input_format = "docker-json"
     if "--" in argv and not command:
         raise UsageError("nothing after '--': give the command to run, e.g. -- docker run IMAGE")
-    if not command and not ns.files:
-        raise UsageError("nothing to forward: give FILE..., --follow FILE, or -- CMD [ARG...]")
+    if not command and not ns.files and ns.container is None:
+        raise UsageError(
+            "nothing to forward: give FILE..., --follow FILE, -- CMD [ARG...] or --container NAME"
+        )
     if ns.follow and command:
         raise UsageError("--follow reads a file; wrap mode (-- CMD) already forwards live")
     if ns.follow and len(ns.files) != 1:
         raise UsageError("--follow takes exactly one FILE (run one forwarder per file)")
-    if ns.resend and (ns.follow or command):
+    if ns.resend and (ns.follow or command or ns.container is not None):
         raise UsageError(
             "--resend ships finished files written by hal-logging (dead-letter, spill or "
             "undelivered files): give them as FILE..., without --follow or -- CMD"
@@ -586,9 +623,10 @@ def config_from_args(
         raise UsageError("--raw-log-redacted only applies in wrap mode (-- CMD)")
     if ns.raw_log_redacted and not ns.redact:
         raise UsageError("--raw-log-redacted needs redaction: drop --no-redact, or use --raw-log")
-    if ns.exit_status != "auto" and not command:
+    if ns.exit_status != "auto" and not (command or ns.container):
         raise UsageError(
-            "--exit-status only applies in wrap mode (-- CMD): other modes have no command status"
+            "--exit-status only applies in wrap mode (-- CMD) or with --container: "
+            "other modes have no command status"
         )
 
     sample: dict[str, float] = {}
@@ -620,6 +658,7 @@ def config_from_args(
         files=list(ns.files),
         follow=ns.follow,
         command=command,
+        container=ns.container,
         context=context,
         input_format=ns.input_format,
         input_stream=ns.input_stream,
@@ -759,6 +798,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     from hal_logging.pipeline.sinks import SinkConfigError, make_sink, resolve_sink_name
     from hal_logging.pipeline.sinks.sqlite import default_db_path
     from hal_logging.pipeline.sources.command import CommandError, CommandSource, RedactedLog
+    from hal_logging.pipeline.sources.docker_engine import ContainerError
     from hal_logging.pipeline.sources.file import FileSource
     from hal_logging.pipeline.sources.tail import TailSource
     from hal_logging.pipeline.summary import RunStats
@@ -766,6 +806,18 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     quiet = config.quiet
     for note in config.notes:  # warnings from the command line: shown even with -q
         _eprint(f"{PROG}: {note}")
+    container: Any = None  # --container: (client, ContainerInfo)
+    container_store: Any = None
+    if config.container:
+        from hal_logging.pipeline.sources.container import ContainerSource, attach, container_env
+
+        try:
+            container = attach(config.container)
+        except ContainerError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return exc.exit_status
+        # The container's environment, as the VM set it: context and secrets (like -e).
+        config.command_env = container_env(container[1], config, environ)
     try:
         sink_name = resolve_sink_name(config)
     except SinkConfigError as exc:
@@ -815,6 +867,15 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     except CheckpointError as exc:
         _eprint(f"{PROG}: {exc}")
         return EXIT_INPUT
+    if container is not None:
+        from hal_logging.pipeline.sources.container import open_store
+
+        try:
+            container_store = open_store(config, container[1], destination)
+        except CheckpointError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return EXIT_INPUT
+        stores += [container_store] if container_store is not None else []
     for st in stores:
         if st.warning and not quiet:
             _eprint(f"{PROG}: {st.warning}")
@@ -850,6 +911,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             config.command, config.raw_log, config.stop_timeout, redacted_log=redacted_log
         )
         source.notify = notify
+    elif container is not None:
+        source = ContainerSource(container[0], container[1], container_store, stop, notify)
     elif config.follow:
         path = config.files[0]
         source = TailSource(
@@ -967,6 +1030,9 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         except CommandError as exc:  # --raw-log cannot be opened: nothing was started
             _eprint(f"{PROG}: {exc}")
             return EXIT_USAGE
+        except ContainerError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return exc.exit_status
     finally:
         for sig, h in old_handlers.items():
             with contextlib.suppress(ValueError, TypeError):
@@ -1005,6 +1071,10 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         errors.extend(n for n in stats.notes if n.startswith("delivery stopped"))
         errors.extend(n for n in stats.notes if n.startswith("cannot write checkpoint"))
     errors.extend(n for n in stats.notes if n.startswith("drain timeout"))
+    if container is not None:
+        stats.notes.append(source.summary_note())
+        if source.returncode is None or source.incomplete:
+            incomplete = True  # the container's output was not read to its exit
     delivery = Delivery()
     if incomplete and not config.dry_run:
         if isinstance(source, CommandSource):
@@ -1015,6 +1085,12 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
                 )
             if config.raw_log:
                 stats.where_kept.append(f"{config.raw_log} (the command's raw output)")
+        elif container is not None:
+            stats.where_kept.append(
+                f"the log of container {config.container}"
+                + (f" from its checkpoint {container_store.path}" if container_store else "")
+                + ": rerun the same command to resume"
+            )
         else:
             for path, store in stores_by_input.items():
                 stats.where_kept.append(

@@ -21,6 +21,7 @@ class ForwardConfig:
     files: list[str] = field(default_factory=list)
     follow: bool = False
     command: list[str] = field(default_factory=list)  # wrap mode when non-empty
+    container: str | None = None  # --container NAME_OR_ID: follow a Docker container
 
     # --- trusted context (column name -> value); None = not given ----------
     context: dict[str, str | None] = field(default_factory=dict)

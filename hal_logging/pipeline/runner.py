@@ -52,10 +52,22 @@ from hal_logging.pipeline.checkpoint import CheckpointStore
 from hal_logging.pipeline.config import ForwardConfig
 from hal_logging.pipeline.framing import Framer
 from hal_logging.pipeline.model import DeliveryError, Filter, Record, Sink, WriteResult
-from hal_logging.pipeline.outcome import EXIT_UNDELIVERED  # noqa: F401  (re-exported)
+from hal_logging.pipeline.outcome import (  # EXIT_UNDELIVERED: re-exported
+    COMMAND_CANNOT_EXECUTE,
+    COMMAND_NOT_FOUND,
+    EXIT_UNDELIVERED,  # noqa: F401
+)
 from hal_logging.pipeline.parsing import Parser, record_id
-from hal_logging.pipeline.sources import Chunk, Closed, Event, FileInput, Idle, Opened, Source
-from hal_logging.pipeline.sources.command import CommandSource
+from hal_logging.pipeline.sources import (
+    Chunk,
+    Closed,
+    Event,
+    ExitStatusSource,
+    FileInput,
+    Idle,
+    Opened,
+    Source,
+)
 from hal_logging.pipeline.summary import RunStats
 
 FORWARDER_LOGGER = "hal_logging.forward"
@@ -219,7 +231,7 @@ class Runner:
         self.stats.sink = sink.name
         self.progress = progress
         self.abort = abort or threading.Event()
-        self.live = source.mode in ("follow", "wrap")
+        self.live = source.mode in ("follow", "wrap", "container")
         self.commit_checkpoints = not (config.dry_run or config.no_checkpoint)
         self.batcher = Batcher(
             config.batch_rows, config.batch_bytes, config.flush_interval, sink.batch_bytes
@@ -529,6 +541,7 @@ class Runner:
         command: str,
         outcome: str | None = None,
         started: bool = True,
+        kind: str = "command",
     ) -> dict[str, Any]:
         row = schema.empty_row()
         ctx = full_context(self.trusted)
@@ -538,11 +551,11 @@ class Runner:
         row["Level"] = "INFO" if status == 0 else "ERROR"
         row["LoggerName"] = FORWARDER_LOGGER
         if started:
-            row["Message"] = f"command {command} finished: {description} after {seconds:.1f}s"
+            row["Message"] = f"{kind} {command} finished: {description} after {seconds:.1f}s"
         else:
-            row["Message"] = f"command {command} could not be started: {description}"
+            row["Message"] = f"{kind} {command} could not be started: {description}"
         row["Properties"] = {
-            "command": command,
+            kind: command,
             "exit_status": status,
             "duration_seconds": round(seconds, 3),
         }
@@ -578,24 +591,22 @@ class Runner:
         # Anything still open (a source that stopped early) keeps its partial line unread.
         for g in self.gens.values():
             g.closed = True
-        if isinstance(self.source, CommandSource) and self.source.returncode is not None:
-            # The command's status is a fact whatever delivery did: its row is
-            # delivered, or kept with the undelivered ones (the spool).
+        if isinstance(self.source, ExitStatusSource) and self.source.returncode is not None:
+            # The command's (or container's) status is a fact whatever delivery
+            # did: its row is delivered, or kept with the undelivered ones.
             src = self.source
-            cmd = os.path.basename(src.argv[0]) if src.argv else "?"
+            kind, name, extra, row_source = src.final_row_info()
             row = self.command_row(
                 status=src.exit_status,
                 description=src.describe_status(),
                 seconds=src.seconds,
-                command=cmd,
+                command=name,
                 outcome=src.outcome,
-                started=src.spawn_error is None,
+                started=src.outcome not in (COMMAND_NOT_FOUND, COMMAND_CANNOT_EXECUTE),
+                kind=kind,
             )
-            if src.container_id is not None:
-                row["Properties"]["container_id"] = src.container_id
-            if src.oom_killed is not None:
-                row["Properties"]["oom_killed"] = src.oom_killed
-            self.add_final_row(row, f"{src.invocation}-forward")
+            row["Properties"].update(extra)
+            self.add_final_row(row, row_source)
             self.stats.command_status = src.exit_status
             self.stats.command_seconds = src.seconds
             self.stats.command_outcome = src.outcome

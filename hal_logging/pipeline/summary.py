@@ -353,7 +353,8 @@ class RunStats:
             )
         elif self.command_status is not None:
             lines.append(
-                f"  command exited with status {self.command_status} after {self.command_seconds or 0:.1f}s"
+                f"  {'container' if self.mode == 'container' else 'command'} exited with status "
+                f"{self.command_status} after {self.command_seconds or 0:.1f}s"
             )
         for path, offset in sorted(self.resumed.items()):
             lines.append(f"  resumed {path} from byte {offset} (its checkpoint)")

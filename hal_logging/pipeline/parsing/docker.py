@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from hal_logging import _json
-from hal_logging.pipeline.parsing.timestamps import ISO_RE, from_match, parse_time
+from hal_logging.pipeline.parsing.timestamps import ISO_RE, canonical, from_match, parse_time
 
 JSON_PREFIX: Final = b'{"log":'
 _DOCKER_TS_RE: Final = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
@@ -54,7 +54,21 @@ def parse_json_line(data: bytes) -> DockerRecord | None:
     stream = obj.get("stream")
     if stream not in ("stdout", "stderr"):
         stream = "unknown"
-    return DockerRecord(log, stream, parse_time(obj.get("time")))
+    return DockerRecord(log, stream, docker_time(obj.get("time")))
+
+
+def docker_time(value: object) -> str | None:
+    """:func:`parse_time` for the daemon's own times (UTC, ``Z``, up to nine fraction
+    digits), cut to microseconds by slicing instead of a datetime round trip: the
+    time of every json-file line is parsed, and that was a third of the cost of
+    shipping a json-file log of wire lines. Anything else goes to parse_time."""
+    if type(value) is str and len(value) >= 20 and value[-1] == "Z" and value[19] in ".Z":
+        frac = value[20:-1]
+        if len(frac) <= 9 and (not frac or (frac.isdigit() and frac.isascii())):
+            candidate = f"{value[:19]}.{frac[:6].ljust(6, '0')}Z"
+            if canonical(candidate):  # also checks the date and time of day
+                return candidate
+    return parse_time(value)
 
 
 def split_timestamp(data: bytes, strict: bool) -> tuple[str, bytes] | None:

@@ -1,7 +1,7 @@
 """Sources: where bytes come from, as a stream of events the runner consumes.
 
 Every source yields the same four events, so the runner has one loop for
-finished files, followed files and a wrapped command:
+finished files, followed files, a wrapped command and a followed container:
 
 * :class:`Opened` a *generation* begins: a file (or a pipe) read from ``start``,
   with the ``source`` string record ids derive from. A truncated or rotated
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from hal_logging.pipeline.checkpoint import CheckpointStore, FileIdentity, make_entry
 
@@ -90,12 +90,40 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class ExitStatusSource(Protocol):
+    """A source that ends with a program's exit status: wrap mode's command, a followed
+    container. The runner writes the final row from it, the CLI takes its exit status.
+
+    ``returncode`` is None until the program has ended (or when it never did while
+    we read); ``exit_status`` is the shell's number (128+N for signal N).
+    """
+
+    returncode: int | None
+    seconds: float
+
+    @property
+    def exit_status(self) -> int: ...
+
+    def describe_status(self) -> str: ...
+
+    @property
+    def outcome(self) -> str | None:
+        """How it ended, in the summary's words (``pipeline.outcome.COMMAND_*``)."""
+        ...
+
+    def final_row_info(self) -> tuple[str, str, dict[str, Any], str]:
+        """(kind, name, extra Properties, record-id source) of the final row."""
+        ...
+
+
 __all__ = [
     "CHUNK_BYTES",
     "IDLE",
     "Chunk",
     "Closed",
     "Event",
+    "ExitStatusSource",
     "FileInput",
     "Idle",
     "Opened",

@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from hal_logging.pipeline.outcome import (
     COMMAND_CANNOT_EXECUTE,
@@ -465,6 +465,16 @@ class CommandSource:
         if self.escalated:
             text += f" (stopped for good after {self.stop_reason})"
         return text
+
+    def final_row_info(self) -> tuple[str, str, dict[str, Any], str]:
+        """The final row: "command NAME finished ...", ids from this invocation."""
+        name = os.path.basename(self.argv[0]) if self.argv else "?"
+        extra: dict[str, Any] = {}
+        if self.container_id is not None:  # CMD was docker run: what the daemon said
+            extra["container_id"] = self.container_id
+        if self.oom_killed is not None:
+            extra["oom_killed"] = self.oom_killed
+        return "command", name, extra, f"{self.invocation}-forward"
 
     def close(self) -> None:
         if self._cid_dir is not None:
