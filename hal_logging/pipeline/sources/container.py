@@ -67,6 +67,7 @@ from hal_logging.pipeline.sources.docker_engine import (
     ContainerInfo,
     Frame,
     connect,
+    daemon_time,
     inspect,
     log_frames,
     open_logs,
@@ -224,6 +225,16 @@ class ContainerSource:
         self._attached = time.monotonic()
         self._res: Any = None
         self._waiter: threading.Thread | None = None
+
+    @property
+    def lifetime_start(self) -> float | None:
+        """When the container started, by the daemon's clock (None: not started yet).
+
+        Wire-line times before it are claims, as in wrap mode (the parser's
+        ``not_before``): a container cannot date its rows before it existed.
+        """
+        started = daemon_time(self.info.started_at)
+        return None if started is None else started.timestamp()
 
     # -- exit status (the runner's final row and the forwarder's status) ------------
 

@@ -326,21 +326,23 @@ def since_param(rfc3339: str) -> str | None:
     return f"{int(when.timestamp())}.{frac}"
 
 
+def daemon_time(value: str) -> datetime | None:
+    """A daemon timestamp (RFC 3339, up to nine fraction digits) as a UTC datetime;
+    None for "0001-01-01T00:00:00Z" (never started, not finished) or anything odd."""
+    head, _, rest = value.rstrip("Z").partition(".")
+    frac = "".join(ch for ch in rest if ch.isdigit())[:6].ljust(6, "0")
+    try:
+        base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    if base.year < 2000:
+        return None
+    return base.replace(microsecond=int(frac))
+
+
 def run_seconds(started: str, finished: str) -> float | None:
     """Seconds between two daemon timestamps (a container's run time)."""
-
-    def parse(s: str) -> datetime | None:
-        head, _, rest = s.rstrip("Z").partition(".")
-        frac = "".join(ch for ch in rest if ch.isdigit())[:6].ljust(6, "0")
-        try:
-            base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
-        except ValueError:
-            return None
-        if base.year < 2000:  # "0001-01-01T00:00:00Z": never started / not finished
-            return None
-        return base.replace(microsecond=int(frac))
-
-    a, b = parse(started), parse(finished)
+    a, b = daemon_time(started), daemon_time(finished)
     if a is None or b is None:
         return None
     return max(0.0, (b - a).total_seconds())
