@@ -197,12 +197,20 @@ def render_cost_by_plan(estimate: dict[str, Any], indent: str = "  ") -> str:
     aux = PRICES["Auxiliary"]
     return (
         f"{indent}per month at {estimate['tasks_per_month']} tasks "
-        f"({estimate['monthly_billed_gb']:.3f} GB billed), by table plan: "
+        f"({_volume(estimate['monthly_billed_bytes'])} billed), by table plan: "
         + ", ".join(parts)
         + f"\n{indent}  list prices per GB ingested, {estimate['region']}, read "
         f"{estimate['prices_read']}{note}; Auxiliary = ${aux.ingestion_per_gb:.2f} ingestion "
         f"+ ${aux.processing_per_gb:.2f} processing"
     )
+
+
+def _volume(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:,.2f} GB"
 
 
 def _money(x: float) -> str:
