@@ -286,3 +286,68 @@ def test_bicep_knows_the_three_plans_and_total_retention() -> None:
     stream = _types(data["streamDeclarations"][schema.STREAM_NAME]["columns"])
     kql = "source" + data["auxiliaryTransformSuffix"]
     assert check_transform(kql, stream, _types(data["auxiliaryTableColumns"])) == []
+
+
+# --- the cookbook: which queries work on which plan ---------------------------------------
+
+COOKBOOK = ROOT / "docs" / "queries.md"
+PLAN_SECTION = "Which queries work on which plan"
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, blanks to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _sections() -> dict[str, tuple[str, list[str]]]:
+    text = COOKBOOK.read_text(encoding="utf-8")
+    found = {}
+    for part in re.split(r"^## ", text, flags=re.M)[1:]:
+        title = part.splitlines()[0]
+        found[_slug(title)] = (title, re.findall(r"```kusto\n(.*?)```", part, re.S))
+    return found
+
+
+def test_the_cookbook_marks_each_section_for_each_plan() -> None:
+    from .kql_check import check_kql
+
+    sections = _sections()
+    own = _slug(PLAN_SECTION)
+    title, _ = sections[own]
+    text = COOKBOOK.read_text(encoding="utf-8")
+    part = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(
+        r"^\| \[[^\]]+\]\(#([\w-]+)\)[^|]* \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", part, re.M
+    )
+    marked = {anchor for anchor, *_ in rows}
+    with_queries = {slug for slug, (_, blocks) in sections.items() if blocks and slug != own}
+    assert marked == with_queries, "every cookbook section with KQL is marked for each plan"
+    for anchor, analytics, basic, auxiliary in rows:
+        _, blocks = sections[anchor]
+        assert analytics.strip() == "yes"
+        assert all(check_kql(b) == [] for b in blocks), anchor
+        basic_ok = all(check_kql(b, basic=True) == [] for b in blocks)
+        aux_ok = all(check_kql(b, auxiliary=True) == [] for b in blocks)
+        assert basic.strip().startswith("yes") == basic_ok, (anchor, basic)
+        assert auxiliary.strip().startswith("yes") == aux_ok, (anchor, auxiliary)
+    # The forms given for Auxiliary (and so for Basic) pass Auxiliary's check themselves.
+    _, own_blocks = sections[own]
+    assert len(own_blocks) >= 6
+    for block in own_blocks:
+        assert check_kql(block, auxiliary=True) == [], block
+    assert sum("parse_json(Properties)" in b for b in own_blocks) >= 5
+
+
+def test_the_auxiliary_check_can_fail() -> None:
+    from .kql_check import check_kql
+
+    assert check_kql(
+        'BenchmarkRuns_CL | where tostring(Properties.hal.stream) == "stderr"', auxiliary=True
+    )
+    assert check_kql("BenchmarkRuns_CL | extend S = Properties['hal']", auxiliary=True)
+    assert not check_kql(
+        'BenchmarkRuns_CL | extend P = parse_json(Properties) | where tostring(P.hal.stream) == "x"',
+        auxiliary=True,
+    )
+    share = "BenchmarkRuns_CL | summarize B = sum(_BilledSize) | extend T = toscalar(BenchmarkRuns_CL | count)"
+    assert check_kql(share, basic=True) and not check_kql(share)
