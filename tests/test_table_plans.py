@@ -351,3 +351,21 @@ def test_the_auxiliary_check_can_fail() -> None:
     )
     share = "BenchmarkRuns_CL | summarize B = sum(_BilledSize) | extend T = toscalar(BenchmarkRuns_CL | count)"
     assert check_kql(share, basic=True) and not check_kql(share)
+
+
+def test_readme_recommends_a_plan_with_the_prices_in_code() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    part = readme.split("### Table plans: which one, and what it costs\n", 1)[1].split("\n## ", 1)[
+        0
+    ]
+    assert f"read {plans.PRICES_READ}" in part
+    rows = dict(re.findall(r"^\| \*\*(\w+)\*\*[^|]* \|(?:[^|]*\|){3} ([^|]+) \|$", part, re.M))
+    assert set(rows) == set(plans.PLANS)
+    for plan, cell in rows.items():
+        price = plans.PRICES[plan]
+        assert f"${price.ingestion_per_gb:.2f}" in cell, plan
+        assert f"${price.per_gb:.2f}" in cell, plan
+    for flag in ("--plan", "--total-retention-days", "tablePlan", "totalRetentionInDays"):
+        assert flag in part
+    script = (INFRA / "setup-logging.sh").read_text(encoding="utf-8")
+    assert "--plan) PLAN=" in script and "--total-retention-days) TOTAL_RETENTION_DAYS=" in script
