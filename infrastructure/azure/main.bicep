@@ -53,7 +53,7 @@ param totalRetentionInDays int = 0
 @description('DCR transformation; "source" keeps rows as sent (filter before sending: cheaper).')
 param transformKql string = 'source'
 
-@description('Deploy the "hal-logging: benchmark runs" workbook (run picker, task table, errors, volume).')
+@description('Deploy the "hal-logging: benchmark runs" workbook (run picker, task table, errors, volume); not with the Auxiliary plan, whose queries read the dynamic column as text.')
 param deployWorkbook bool = true
 
 // Generated from hal_logging/schema.py; see the header.
@@ -165,7 +165,7 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!e
 
 // The workbook's JSON is generated too (hal-logging schema --part workbook, a test
 // compares it): its queries come from the same schema as the table.
-resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = if (deployWorkbook) {
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = if (deployWorkbook && !isAuxiliary) {
   name: guid(resourceGroup().id, workspaceName, 'hal-logging-workbook')
   location: location
   kind: 'shared'
