@@ -279,6 +279,7 @@ def test_bicep_knows_the_three_plans_and_total_retention() -> None:
         in bicep
     )
     assert "schema.auxiliaryTransformSuffix" in bicep
+    assert "= if (deployWorkbook && !isAuxiliary)" in bicep  # its queries read Properties.key
     data = json.loads((INFRA / "columns.json").read_text(encoding="utf-8"))
     assert "dynamic" not in {c["type"] for c in data["auxiliaryTableColumns"]}
     assert data["auxiliaryTransformSuffix"] == " | extend Properties = tostring(Properties)"
