@@ -4,7 +4,11 @@ It answers the calls ``setup-logging.sh`` makes the way the real CLI does
 (``--query ... -o tsv`` values, "show" failing for what does not exist yet,
 "create" making it exist), keeps what exists in a state file so a second run
 sees the first one's resources, and records every call with the request body
-it was given (``--body @FILE``). Anything else it does not know fails loudly,
+it was given (``--body @FILE``). A table ``PUT`` is held to the rules of the
+table plans, as the Tables API holds it: Auxiliary only with api-version
+``2023-01-01-preview``, no ``dynamic`` column there, no switch to or from
+Auxiliary for an existing table, total retention 4-730 days or whole years.
+Anything else it does not know fails loudly,
 so a script change that calls something new shows up in the tests.
 
 Only the client is faked: nothing here reaches Azure, and the tests check the
@@ -35,6 +39,29 @@ V = __VALUES__
 
 def opt(args, name):
     return args[args.index(name) + 1] if name in args else None
+
+
+YEARS = (1095, 1460, 1826, 2191, 2556, 2922, 3288, 3653, 4018, 4383)
+
+
+def table_problem(url, body, existing_plan):
+    # What the Tables API would refuse in this PUT (the rules of the plans), or None.
+    api = url.partition("api-version=")[2]
+    props = body.get("properties", {})
+    plan = props.get("plan", "Analytics")
+    columns = props.get("schema", {}).get("columns", [])
+    total = props.get("totalRetentionInDays")
+    if plan not in ("Analytics", "Basic", "Auxiliary"):
+        return f"(InvalidParameter) unknown plan {plan}"
+    if plan == "Auxiliary" and api != "2023-01-01-preview":
+        return f"(InvalidParameter) plan Auxiliary needs api-version 2023-01-01-preview, not {api}"
+    if plan == "Auxiliary" and any(c.get("type") == "dynamic" for c in columns):
+        return "(InvalidParameter) tables with the Auxiliary plan do not support dynamic columns"
+    if existing_plan and existing_plan != plan and "Auxiliary" in (plan, existing_plan):
+        return f"(InvalidParameter) the plan of a table cannot change from {existing_plan} to {plan}"
+    if total is not None and not (4 <= total <= 730 or total in YEARS):
+        return f"(InvalidParameter) totalRetentionInDays {total} is not allowed"
+    return None
 
 
 def main(args):
@@ -71,10 +98,18 @@ def main(args):
             print("fake az: rest without --method put --body", file=sys.stderr)
             return 2
         try:
-            json.loads(entry["body"])
+            parsed = json.loads(entry["body"])
         except ValueError:
             print("(BadRequest) body is not JSON", file=sys.stderr)
             return 1
+        url = opt(args, "--url") or ""
+        if "/tables/" in url:
+            problem = table_problem(url, parsed, state.get("table"))
+            if problem:
+                print(problem, file=sys.stderr)
+                return 1
+            state["table"] = parsed["properties"].get("plan", "Analytics")
+            save()
         if query == "properties.logsIngestion.endpoint":
             print(V["dce"])
         elif query == "properties.immutableId":
@@ -134,3 +169,27 @@ def calls(log: Path) -> list[dict[str, Any]]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def table_requests(log: Path) -> list[dict[str, Any]]:
+    """The table PUTs, each as what the tests check: api-version, plan, columns, retention."""
+    found = []
+    for call in calls(log):
+        argv = call["argv"]
+        if argv[:1] != ["rest"] or "--url" not in argv:
+            continue
+        url = argv[argv.index("--url") + 1]
+        if "/tables/" not in url:
+            continue
+        props = json.loads(call["body"])["properties"]
+        found.append(
+            {
+                "url": url,
+                "api_version": url.partition("api-version=")[2],
+                "plan": props.get("plan"),
+                "columns": [(c["name"], c["type"]) for c in props["schema"]["columns"]],
+                "retentionInDays": props.get("retentionInDays"),
+                "totalRetentionInDays": props.get("totalRetentionInDays"),
+            }
+        )
+    return found

@@ -10,6 +10,8 @@ Parts (``--part``):
 
 - ``all`` (default): everything below in one object;
 - ``table``: the body of a Log Analytics Tables API ``PUT`` (``az rest --body``);
+  ``--plan auxiliary`` gives the Auxiliary table (Properties as text) and a DCR
+  whose transformation converts Properties to text (see :mod:`hal_logging.plans`);
 - ``columns``: just the table's column list;
 - ``stream``: the DCR ``streamDeclarations`` entry;
 - ``dcr``: the body of a Data Collection Rule ``PUT`` (location, DCE and
@@ -26,7 +28,7 @@ import argparse
 import sys
 from typing import Any, Final
 
-from hal_logging import _json, schema
+from hal_logging import _json, plans, schema
 
 PARTS: Final = ("all", "table", "columns", "stream", "dcr", "bicep", "workbook", "workbook-kql")
 #: Retention of the table in days; Analytics plan default.
@@ -35,16 +37,30 @@ DESTINATION_NAME: Final = "logAnalyticsWorkspace"
 
 
 def table_body(
-    retention_days: int = DEFAULT_RETENTION_DAYS, plan: str = "Analytics"
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+    plan: str = "Analytics",
+    total_retention_days: int | None = None,
 ) -> dict[str, Any]:
-    """``PUT .../workspaces/{ws}/tables/BenchmarkRuns_CL`` body (api-version 2022-10-01)."""
-    return {
-        "properties": {
-            "plan": plan,
-            "retentionInDays": retention_days,
-            "schema": {"name": schema.TABLE_NAME, "columns": schema.table_columns()},
-        }
-    }
+    """``PUT .../workspaces/{ws}/tables/BenchmarkRuns_CL`` body.
+
+    api-version :func:`hal_logging.plans.table_api_version` (the preview one
+    for Auxiliary). The interactive ``retentionInDays`` is the Analytics
+    plan's only: Basic and Auxiliary tables fix it (30 days) and take just
+    the total retention. On Auxiliary, Properties is a string column.
+    """
+    plan = plans.normalize_plan(plan)
+    props: dict[str, Any] = {"plan": plan}
+    if plan == "Analytics":
+        props["retentionInDays"] = retention_days
+    if total_retention_days is not None:
+        props["totalRetentionInDays"] = plans.check_total_retention(total_retention_days)
+        if plan == "Analytics" and total_retention_days < retention_days:
+            raise ValueError(
+                f"total retention ({total_retention_days} days) is shorter than the "
+                f"interactive retention ({retention_days} days)"
+            )
+    props["schema"] = {"name": schema.TABLE_NAME, "columns": plans.table_columns(plan)}
+    return {"properties": props}
 
 
 def dcr_body(
@@ -75,6 +91,10 @@ def bicep_inputs(transform_kql: str = "source") -> dict[str, Any]:
         "streamName": schema.STREAM_NAME,
         "destinationName": DESTINATION_NAME,
         "tableColumns": schema.table_columns(),
+        # The Auxiliary plan's table (no dynamic column) and what its rule's
+        # transformation appends to turn the stream's dynamic Properties into text.
+        "auxiliaryTableColumns": plans.table_columns("Auxiliary"),
+        "auxiliaryTransformSuffix": plans.transform_kql("Auxiliary", ""),
         "streamDeclarations": dcr["streamDeclarations"],
         "dataFlows": dcr["dataFlows"],
     }
@@ -85,13 +105,13 @@ def build(part: str, args: argparse.Namespace) -> Any:
         location=args.location,
         dce_id=args.dce_id,
         workspace_id=args.workspace_id,
-        transform_kql=args.transform_kql,
+        transform_kql=plans.transform_kql(args.plan, args.transform_kql),
     )
-    table = table_body(args.retention_days, args.plan)
+    table = table_body(args.retention_days, args.plan, args.total_retention_days)
     if part == "table":
         return table
     if part == "columns":
-        return schema.table_columns()
+        return plans.table_columns(args.plan)
     if part == "stream":
         return schema.stream_declaration()
     if part == "dcr":
@@ -107,6 +127,23 @@ def build(part: str, args: argparse.Namespace) -> Any:
         "stream": {"name": schema.STREAM_NAME, "declaration": schema.stream_declaration()},
         "dcr": dcr,
     }
+
+
+def _plan(value: str) -> str:
+    try:
+        return plans.normalize_plan(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _total_retention(value: str) -> int:
+    try:
+        return plans.check_total_retention(int(value))
+    except ValueError as exc:
+        msg = (
+            str(exc) if value.strip().lstrip("-").isdigit() else f"not a number of days: {value!r}"
+        )
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,7 +166,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--location", default="${LOCATION}", help="Azure region of the DCR")
     p.add_argument("--transform-kql", default="source", help="DCR transformKql (default: source)")
     p.add_argument("--retention-days", type=int, default=DEFAULT_RETENTION_DAYS)
-    p.add_argument("--plan", choices=("Analytics", "Basic"), default="Analytics", help="table plan")
+    p.add_argument(
+        "--plan",
+        type=_plan,
+        default="Analytics",
+        metavar="{analytics,basic,auxiliary}",
+        help="table plan (default analytics); auxiliary stores Properties as text and its DCR "
+        "transformation converts it",
+    )
+    p.add_argument(
+        "--total-retention-days",
+        type=_total_retention,
+        metavar="N",
+        help="total retention of the table (4-730, or whole years up to 4383)",
+    )
     p.add_argument("--compact", action="store_true", help="one line instead of indented JSON")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     return p
@@ -150,7 +200,11 @@ def main(argv: list[str] | None = None) -> int:
 
         text = cookbook_markdown()
     else:
-        text = render(build(args.part, args), args.compact)
+        try:
+            text = render(build(args.part, args), args.compact)
+        except ValueError as exc:
+            print(f"hal-logging schema: {exc}", file=sys.stderr)
+            return 2
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)

@@ -43,6 +43,7 @@ USAGE: Final = f"""usage: {PROG} [setup-logging.sh OPTIONS]     create or update
 Runs the packaged infrastructure/azure/setup-logging.sh (az CLI, idempotent):
   {PROG} -g hal-rg -l eastus --identity-name hal-logs-identity
   {PROG} --dry-run -g hal-rg --identity-name hal-logs-identity   (prints the az calls)
+  {PROG} -g hal-rg --identity-name NAME --plan basic --total-retention-days 365
   {PROG} --help                                                  (the script's options)"""
 
 

@@ -469,14 +469,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=DEFAULT_PRICE_PER_GB,
         metavar="USD",
-        help=f"price used by --dry-run (default {DEFAULT_PRICE_PER_GB}, Analytics list price)",
+        help=f"Analytics price per GB for the cost estimates (default {DEFAULT_PRICE_PER_GB}, "
+        "list price; Basic and Auxiliary use their list prices)",
     )
     g.add_argument(
         "--tasks-per-month",
         type=_positive_int,
         default=1000,
         metavar="N",
-        help="tasks per month for --dry-run (default 1000)",
+        help="tasks per month for the cost estimates (default 1000)",
     )
     return p
 
@@ -774,6 +775,7 @@ def _write_summary(config: ForwardConfig, stats: Any) -> None:
         price_per_gb=config.price_per_gb if config.dry_run else None,
         tasks_per_month=config.tasks_per_month if config.dry_run else None,
     )
+    data["cost_by_plan"] = stats.cost_by_plan(config.tasks_per_month, config.price_per_gb)
     payload = _json.dumps(data) + b"\n"
     try:
         if config.summary_json == "-":
@@ -1114,6 +1116,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
 
     if not quiet:
         _eprint(stats.render())
+        if not config.dry_run:  # the dry run's report ends with the same lines
+            _eprint(stats.render_cost_by_plan(config.tasks_per_month, config.price_per_gb))
     elif errors:  # -q: the summary is not shown, the cause still is
         for e in dict.fromkeys(errors):
             _eprint(f"{PROG}: {e}")

@@ -400,6 +400,19 @@ class RunStats:
             },
         }
 
+    def cost_by_plan(
+        self, tasks_per_month: int, price_per_gb: float | None = None
+    ) -> dict[str, Any]:
+        """The month's estimated cost under each table plan (see :mod:`hal_logging.plans`)."""
+        from hal_logging import plans
+
+        return plans.cost_by_plan(self.total_billed, len(self.tasks), tasks_per_month, price_per_gb)
+
+    def render_cost_by_plan(self, tasks_per_month: int, price_per_gb: float | None = None) -> str:
+        from hal_logging import plans
+
+        return plans.render_cost_by_plan(self.cost_by_plan(tasks_per_month, price_per_gb))
+
     def render_dry_run(self, price_per_gb: float, tasks_per_month: int, top: int = 15) -> str:
         rep = self.cost_report(price_per_gb, tasks_per_month)
         ntasks = rep["tasks_in_input"]
@@ -440,6 +453,7 @@ class RunStats:
             f"  per task: {_money(rep['per_task']['cost'])} ({ntasks} task(s) in the input); "
             f"per month at {tasks_per_month} tasks: {_money(rep['per_month']['cost'])}"
         )
+        lines.append(self.render_cost_by_plan(tasks_per_month, price_per_gb))
         for name, stats in self.filters.items():
             shown = {k: v for k, v in stats.items() if v}
             if shown:

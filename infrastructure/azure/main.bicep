@@ -32,22 +32,28 @@ param identityName string = 'hal-logs-identity'
 @description('Object id of an existing identity (e.g. a VM system-assigned identity); used when identityName is empty.')
 param principalId string = ''
 
-@description('Retention of BenchmarkRuns_CL in days.')
+@description('Interactive retention of BenchmarkRuns_CL in days (Analytics plan; Basic and Auxiliary fix it at 30).')
 @minValue(4)
 @maxValue(730)
 param retentionInDays int = 30
 
-@description('Table plan: Analytics (queryable, alerts) or Basic (cheaper ingestion, limited queries).')
+@description('Table plan: Analytics (queryable, alerts), Basic (cheaper ingestion, one-table queries billed per GB scanned) or Auxiliary (cheapest, slow billed queries, no alerts; only for a new table; its dynamic column is stored as text, converted by the DCR).')
 @allowed([
   'Analytics'
   'Basic'
+  'Auxiliary'
 ])
 param tablePlan string = 'Analytics'
+
+@description('Total retention of BenchmarkRuns_CL in days (interactive + long-term): 4 to 730, or whole years 1095, 1460, 1826, 2191, 2556, 2922, 3288, 3653, 4018, 4383. 0 leaves it to the workspace.')
+@minValue(0)
+@maxValue(4383)
+param totalRetentionInDays int = 0
 
 @description('DCR transformation; "source" keeps rows as sent (filter before sending: cheaper).')
 param transformKql string = 'source'
 
-@description('Deploy the "hal-logging: benchmark runs" workbook (run picker, task table, errors, volume).')
+@description('Deploy the "hal-logging: benchmark runs" workbook (run picker, task table, errors, volume); not with the Auxiliary plan, whose queries read the dynamic column as text.')
 param deployWorkbook bool = true
 
 // Generated from hal_logging/schema.py; see the header.
@@ -70,15 +76,36 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' = {
   }
 }
 
-resource table 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
+var isAuxiliary = tablePlan == 'Auxiliary'
+var totalRetention = totalRetentionInDays == 0 ? null : totalRetentionInDays
+
+// Analytics or Basic. Basic fixes the interactive retention (30 days), so only
+// Analytics sets retentionInDays.
+resource table 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = if (!isAuxiliary) {
   parent: workspace
   name: schema.tableName
   properties: {
     plan: tablePlan
-    retentionInDays: retentionInDays
+    retentionInDays: tablePlan == 'Analytics' ? retentionInDays : null
+    totalRetentionInDays: totalRetention
     schema: {
       name: schema.tableName
       columns: schema.tableColumns
+    }
+  }
+}
+
+// Auxiliary: only this preview api-version can set the plan, and the table has no
+// dynamic column (Properties is text; the rule's transformation converts it).
+resource auxiliaryTable 'Microsoft.OperationalInsights/workspaces/tables@2023-01-01-preview' = if (isAuxiliary) {
+  parent: workspace
+  name: schema.tableName
+  properties: {
+    plan: 'Auxiliary'
+    totalRetentionInDays: totalRetention
+    schema: {
+      name: schema.tableName
+      columns: schema.auxiliaryTableColumns
     }
   }
 }
@@ -98,6 +125,7 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2022-06-01' = {
   location: location
   dependsOn: [
     table // the output stream must exist before the rule refers to it
+    auxiliaryTable
   ]
   properties: {
     dataCollectionEndpointId: dce.id
@@ -110,7 +138,11 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2022-06-01' = {
         }
       ]
     }
-    dataFlows: [for flow in schema.dataFlows: union(flow, { transformKql: transformKql })]
+    dataFlows: [
+      for flow in schema.dataFlows: union(flow, {
+        transformKql: isAuxiliary ? '${transformKql}${schema.auxiliaryTransformSuffix}' : transformKql
+      })
+    ]
   }
 }
 
@@ -133,7 +165,7 @@ resource publisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!e
 
 // The workbook's JSON is generated too (hal-logging schema --part workbook, a test
 // compares it): its queries come from the same schema as the table.
-resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = if (deployWorkbook) {
+resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = if (deployWorkbook && !isAuxiliary) {
   name: guid(resourceGroup().id, workspaceName, 'hal-logging-workbook')
   location: location
   kind: 'shared'
@@ -145,6 +177,7 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = if (deployWorkbook
   }
   dependsOn: [
     table
+    auxiliaryTable
   ]
 }
 

@@ -16,12 +16,19 @@
 #       [--workspace NAME] [--dce NAME] [--dcr NAME]
 #       [--identity-name NAME | --vm-name VM | --principal-id OBJECT_ID]
 #       [--subscription ID] [--retention-days N] [--dry-run]
+#       [--plan analytics|basic|auxiliary] [--total-retention-days N]
 #
 #   --identity-name  user-assigned managed identity (created if missing); attach it
 #                    to the VMs and export the printed AZURE_CLIENT_ID on them.
 #   --vm-name        use (and enable) the VM's system-assigned identity instead.
 #   --principal-id   an existing identity's object id (service principal or MI).
 #   --dry-run        print the az commands and request bodies, call nothing.
+#   --plan           the table plan (default analytics). basic: cheaper, one-table
+#                    queries; auxiliary: cheapest, slow queries, its dynamic column stored as
+#                    text (the DCR converts it), only for a table that does not exist yet.
+#   --total-retention-days  interactive + long-term retention: 4-730, or whole
+#                    years (1095, 1460, ... 4383). --retention-days (interactive)
+#                    applies to the analytics plan only.
 #
 # Needs: az (logged in with rights to create resources and role assignments), and
 # hal-logging (`hal-logging azure-setup` runs this script with its own); HAL_LOGGING_SCHEMA
@@ -38,6 +45,8 @@ VM_NAME="${VM_NAME:-}"
 PRINCIPAL_ID="${PRINCIPAL_ID:-}"
 SUBSCRIPTION="${SUBSCRIPTION:-}"
 RETENTION_DAYS="${RETENTION_DAYS:-30}"
+PLAN="${PLAN:-analytics}"
+TOTAL_RETENTION_DAYS="${TOTAL_RETENTION_DAYS:-}"
 DRY_RUN=0
 ROLE="Monitoring Metrics Publisher"
 ARM="https://management.azure.com"
@@ -57,13 +66,28 @@ while [[ $# -gt 0 ]]; do
     --principal-id) PRINCIPAL_ID="$2"; shift 2 ;;
     --subscription) SUBSCRIPTION="$2"; shift 2 ;;
     --retention-days) RETENTION_DAYS="$2"; shift 2 ;;
+    --plan) PLAN="$2"; shift 2 ;;
+    --total-retention-days) TOTAL_RETENTION_DAYS="$2"; shift 2 ;;
     --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
   esac
 done
 
 [[ -n "$RESOURCE_GROUP" ]] || die "give the resource group: -g NAME (see --help)"
+# The Tables API version: only the preview one can create an Auxiliary table.
+case "${PLAN,,}" in
+  analytics|basic) PLAN="${PLAN,,}"; TABLE_API="2022-10-01" ;;
+  auxiliary) PLAN="auxiliary"; TABLE_API="2023-01-01-preview" ;;
+  *) die "unknown --plan '$PLAN': choose analytics, basic or auxiliary" ;;
+esac
+if [[ -n "$TOTAL_RETENTION_DAYS" ]]; then
+  case "$TOTAL_RETENTION_DAYS" in
+    1095|1460|1826|2191|2556|2922|3288|3653|4018|4383) ;;
+    *) [[ "$TOTAL_RETENTION_DAYS" =~ ^[0-9]+$ ]] && (( TOTAL_RETENTION_DAYS >= 4 && TOTAL_RETENTION_DAYS <= 730 )) \
+         || die "--total-retention-days $TOTAL_RETENTION_DAYS: Azure takes 4 to 730, or whole years (1095, 1460, 1826, 2191, 2556, 2922, 3288, 3653, 4018, 4383)" ;;
+  esac
+fi
 if [[ -z "$IDENTITY_NAME$VM_NAME$PRINCIPAL_ID" ]]; then
   die "say which identity sends logs: --identity-name NAME, --vm-name VM or --principal-id ID"
 fi
@@ -117,11 +141,15 @@ if ! WS_ID="$(az_ monitor log-analytics workspace show -g "$RESOURCE_GROUP" -n "
       -l "$LOCATION" "${SUB_ARGS[@]}" --query id -o tsv)"
 fi
 
-say "table BenchmarkRuns_CL (columns from hal-logging schema)"
-schema --part table --retention-days "$RETENTION_DAYS" > "$TMP/table.json"
+say "table BenchmarkRuns_CL, $PLAN plan (columns from hal-logging schema)"
+[[ "$PLAN" != auxiliary ]] \
+  || say "auxiliary: only a new table can have this plan; Azure refuses it for an existing BenchmarkRuns_CL"
+RETENTION_ARGS=(--retention-days "$RETENTION_DAYS")
+[[ -z "$TOTAL_RETENTION_DAYS" ]] || RETENTION_ARGS+=(--total-retention-days "$TOTAL_RETENTION_DAYS")
+schema --part table --plan "$PLAN" "${RETENTION_ARGS[@]}" > "$TMP/table.json"
 show_body table "$TMP/table.json"
 az_ rest --method put \
-  --url "$ARM$WS_ID/tables/BenchmarkRuns_CL?api-version=2022-10-01" \
+  --url "$ARM$WS_ID/tables/BenchmarkRuns_CL?api-version=$TABLE_API" \
   --body "@$TMP/table.json" -o none >/dev/null
 
 say "data collection endpoint $DCE_NAME"
@@ -135,7 +163,8 @@ DCE_ENDPOINT="$(az_ rest --method put --url "$ARM$DCE_ID?api-version=2022-06-01"
 
 say "data collection rule $DCR_NAME (stream and data flow from hal-logging schema)"
 DCR_ID="/subscriptions/$SUB_ID/resourceGroups/$RESOURCE_GROUP/providers/Microsoft.Insights/dataCollectionRules/$DCR_NAME"
-schema --part dcr --location "$LOCATION" --dce-id "$DCE_ID" --workspace-id "$WS_ID" > "$TMP/dcr.json"
+schema --part dcr --plan "$PLAN" --location "$LOCATION" --dce-id "$DCE_ID" --workspace-id "$WS_ID" \
+  > "$TMP/dcr.json"
 show_body dcr "$TMP/dcr.json"
 DCR_IMMUTABLE_ID="$(az_ rest --method put --url "$ARM$DCR_ID?api-version=2022-06-01" \
   --body "@$TMP/dcr.json" --query properties.immutableId -o tsv)"
