@@ -10,7 +10,7 @@ Measured in one run, side by side (the ratios are the result):
   (shows what the cost-control filters cost).
 * **naive**: ``json.loads`` per line, then ``LogsIngestionClient.upload(list)``
   (the SDK's own chunking: stdlib ``json`` twice per row, gzip level 9). Its
-  chunks overshoot 1 MiB (FACTS §2), so it gets a stand-in that tolerates them
+  chunks overshoot 1 MiB (docs/facts.md §2), so it gets a stand-in that tolerates them
   (and counts them as over the limit).
 
 Also measured, to show the floor the Azure part sits on: **pipeline_only**

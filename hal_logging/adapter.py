@@ -5,7 +5,7 @@
 :class:`~hal_logging.JsonFormatter` context fields named like context columns
 (``run_id``, ``RunID``, ``HAL_RUN_ID``) fill those columns; the rest go to
 Properties. The old system built this adapter but never used it, so RunID and
-TaskID stayed empty (FACTS §4); :func:`get_context_logger` refuses to build
+TaskID stayed empty (docs/facts.md §4); :func:`get_context_logger` refuses to build
 one without the fields the caller says it needs.
 """
 

@@ -1,7 +1,7 @@
 """``configure()``: one call at the top of a container entrypoint.
 
 After it, root logging writes one wire line per record to stdout (JSON rows,
-CONTRACT §2), or readable lines for a person at a terminal; uncaught exceptions (main
+docs/contract.md §2), or readable lines for a person at a terminal; uncaught exceptions (main
 thread, other threads, asyncio) and ``warnings`` become records too; and
 stdout is line-buffered so ``print()`` and logging stay in order and a killed
 container loses nothing already written.

@@ -1,6 +1,6 @@
 """Run context: which run, task, benchmark, agent and VM a row belongs to.
 
-Read from the environment (CONTRACT §3) on both sides. Inside the container
+Read from the environment (docs/contract.md §3) on both sides. Inside the container
 these are what the harness passed with ``-e``; on the VM the forwarder's flags
 and environment are the *trusted* values (the container runs an AI agent and
 may claim anything).

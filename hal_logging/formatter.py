@@ -1,6 +1,6 @@
 """Formatters: one wire line per record (JSON), or one readable line for humans.
 
-:class:`JsonFormatter` writes the wire line of CONTRACT §2: the row's thirteen
+:class:`JsonFormatter` writes the wire line of docs/contract.md §2: the row's thirteen
 columns in table order, preceded by the version marker ``"_hal":1`` as the
 first key, so the VM side recognises our lines from their first bytes
 (``schema.WIRE_PREFIX``) and only checks and enriches them.
@@ -27,7 +27,7 @@ What goes where:
   environment plus its overrides). A bound or ``extra=`` field named like a
   context column (``task_id``, ``TaskID``, ``HAL_TASK_ID``) sets that column
   for that record instead of a Properties key. The VM side replaces context
-  columns it knows with trusted values anyway (CONTRACT §3).
+  columns it knows with trusted values anyway (docs/contract.md §3).
 - ``Properties``: bound fields, then ``extra=`` fields (the call wins), then
   ``exception`` = {type, message, stacktrace} (the stacktrace is Python's own
   text, chained causes and contexts included), ``stack`` (``stack_info=True``),

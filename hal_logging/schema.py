@@ -1,6 +1,6 @@
 """The row schema: defined once, everything else is derived from it.
 
-One row of the Log Analytics table ``BenchmarkRuns_CL`` (CONTRACT.md §1). The
+One row of the Log Analytics table ``BenchmarkRuns_CL`` (docs/contract.md §1). The
 container-side formatter writes rows of this shape, the VM-side parser produces
 them, the SQLite workspace stores them, and ``hal-logging schema`` prints the
 table and DCR definitions from the same tuple below. Nothing else may be sent
@@ -71,18 +71,18 @@ LOGGER_STDOUT: Final = "docker.stdout"
 LOGGER_STDERR: Final = "docker.stderr"
 LOGGER_MERGED: Final = "docker"
 
-#: Per-field limit of the service (FACTS §1): longer values are cut by Azure silently.
+#: Per-field limit of the service (docs/facts.md §1): longer values are cut by Azure silently.
 MAX_FIELD_BYTES: Final = 64 * 1024
 #: Appended to a cut value so the cut is visible in the table.
 TRUNCATION_MARKER: Final = "…[truncated by hal-logging]"
 
-#: The wire line (CONTRACT §2) is a row plus this marker as its FIRST key, so the VM
+#: The wire line (docs/contract.md §2) is a row plus this marker as its FIRST key, so the VM
 #: side recognises a line written by ``configure()`` from its first bytes.
 WIRE_VERSION_KEY: Final = "_hal"
 WIRE_VERSION: Final = 1
 WIRE_PREFIX: Final[bytes] = b'{"_hal":1,'
 
-# Keys inside Properties that other tools rely on (CONTRACT §1).
+# Keys inside Properties that other tools rely on (docs/contract.md §1).
 PROP_EXCEPTION: Final = "exception"  # {"type", "message", "stacktrace"} (OpenTelemetry names)
 PROP_TRACE_ID: Final = "trace_id"
 PROP_SPAN_ID: Final = "span_id"

@@ -1,7 +1,7 @@
 """Reusable pieces for tests of the Azure path: the stand-in, in-process or as a process.
 
 Everything listens on 127.0.0.1 only. The real SDK and credential classes are
-pointed at the stand-in through the environment (TESTING.md): ``REQUESTS_CA_BUNDLE``
+pointed at the stand-in through the environment (docs/testing.md): ``REQUESTS_CA_BUNDLE``
 (the stand-in's CA), ``AZURE_POD_IDENTITY_AUTHORITY_HOST`` (its IMDS token path),
 ``HAL_LOGGING_IMDS_URL`` (instance metadata) and the ``AZURE_MONITOR_*`` settings.
 

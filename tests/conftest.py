@@ -1,4 +1,4 @@
-"""Shared test setup: nothing may leave loopback (TESTING.md, Rules).
+"""Shared test setup: nothing may leave loopback (docs/testing.md, Rules).
 
 Every test runs with the Azure VM probes pointed at places that cannot be
 Azure (an empty DMI folder, a closed loopback port for IMDS) and with Azure

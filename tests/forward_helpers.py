@@ -76,7 +76,7 @@ def wire_line(
     task: str = "",
     msg: str | None = None,
 ) -> bytes:
-    """A wire line (CONTRACT §2) with a fixed, distinct TimeGenerated."""
+    """A wire line (docs/contract.md §2) with a fixed, distinct TimeGenerated."""
     row: dict[str, Any] = schema.empty_row()
     sec, us = divmod(i, 1_000_000)
     row.update(

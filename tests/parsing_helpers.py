@@ -50,7 +50,7 @@ def run(
 
 
 def check_row(row: dict[str, Any]) -> None:
-    """The invariants every produced row must satisfy (CONTRACT §1)."""
+    """The invariants every produced row must satisfy (docs/contract.md §1)."""
     assert list(row) == list(schema.COLUMN_NAMES), list(row)
     assert row["Level"] in schema.LEVELS
     for col in schema.STRING_COLUMNS:

@@ -4,7 +4,7 @@ arrived, and check it against the contract.
 The proof suites never import the forwarder's internals to decide what happened:
 they run ``python -m hal_logging.cli.forward`` as a subprocess, read the sink's
 output the way a user would (JSON lines, the SQLite workspace, the emulator's
-store), and check every row against CONTRACT §1 with :func:`row_problems`. That
+store), and check every row against docs/contract.md §1 with :func:`row_problems`. That
 way a bug anywhere between the bytes and the destination shows up here.
 """
 
@@ -186,7 +186,7 @@ def _walk_strings(obj: Any, path: str = "Properties") -> Iterable[tuple[str, str
 
 
 def row_problems(row: Mapping[str, Any], trusted: Mapping[str, str] = TRUSTED) -> list[str]:
-    """Everything wrong with one row, as readable sentences (empty = the row obeys CONTRACT §1)."""
+    """Everything wrong with one row, as readable sentences (empty = the row obeys docs/contract.md §1)."""
     problems: list[str] = []
     keys = set(row)
     if keys != schema.COLUMN_SET:

@@ -1,4 +1,4 @@
-"""The stand-in is only worth testing against if it is as strict as the service (TESTING.md)."""
+"""The stand-in is only worth testing against if it is as strict as the service (docs/testing.md)."""
 
 from __future__ import annotations
 

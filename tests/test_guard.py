@@ -1,4 +1,4 @@
-"""The test suite's own guard: nothing leaves loopback (TESTING.md, Rules)."""
+"""The test suite's own guard: nothing leaves loopback (docs/testing.md, Rules)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""`hal-logging schema`, columns.json, setup-logging.sh and main.bicep agree with CONTRACT §1.
+"""`hal-logging schema`, columns.json, setup-logging.sh and main.bicep agree with docs/contract.md §1.
 
 The thirteen columns are written out here on purpose: this is the check that
-the schema in code still matches the contract (and the old table, FACTS §4).
+the schema in code still matches the contract (and the old table, docs/facts.md §4).
 No test calls az: setup-logging.sh runs with --dry-run and a fake `az` on PATH
 that records any call.
 """

@@ -1,4 +1,4 @@
-"""Waiting on a condition with a deadline (TESTING.md: no test sleeps to wait for something)."""
+"""Waiting on a condition with a deadline (docs/testing.md: no test sleeps to wait for something)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Which Azure identity signs the requests, chosen the way a benchmark VM needs it.
 
 The Logs Ingestion API accepts only service principals and managed identities
-(a user token from ``az login`` gets 401 UnsupportedAccessTokenType, FACTS §1),
+(a user token from ``az login`` gets 401 UnsupportedAccessTokenType, docs/facts.md §1),
 so ``auto`` never falls back to developer credentials:
 
 - ``AZURE_TENANT_ID`` + ``AZURE_CLIENT_ID`` + ``AZURE_CLIENT_SECRET`` set: that service principal;
@@ -94,7 +94,7 @@ def make_credential(kind: str = "auto", env: Mapping[str, str] | None = None) ->
         authority = env.get("AZURE_AUTHORITY_HOST")
         if authority:
             options["authority"] = authority
-            # A local stand-in (TESTING.md) cannot answer Entra's instance discovery,
+            # A local stand-in (docs/testing.md) cannot answer Entra's instance discovery,
             # which would otherwise go to login.microsoftonline.com.
             if _is_loopback_url(authority):
                 options["disable_instance_discovery"] = True

@@ -2,7 +2,7 @@
 
 The handler the old harness had deadlocked on its first record, flushed only
 when another record came, never retried, buffered without bound and raised
-into ``logger.info`` (FACTS §4). This one is built so that none of that can
+into ``logger.info`` (docs/facts.md §4). This one is built so that none of that can
 happen, and so that a ``logger.info`` call never waits on the network:
 
 ``emit()`` (the caller's thread)
@@ -23,7 +23,7 @@ the sender thread (one per handler, started on the first record)
 
 when the service is down, or a burst outruns it, and the queue is full
     rows are *spilled*, never dropped: appended to a JSON-lines file in the
-    wire format (CONTRACT §2; one ``{"_hal":1,...}`` row per line). So are the
+    wire format (docs/contract.md §2; one ``{"_hal":1,...}`` row per line). So are the
     rows of a batch the engine gave up on (after ``retry_timeout``). The spill
     file is a backlog, not a grave: once the service accepts rows again the
     sender renames it to ``<name>.resending.jsonl`` and sends it, chunk by
@@ -116,7 +116,7 @@ Deadline = Callable[[], "float | None"]
 class RowSender(Protocol):
     """What the handler needs from a delivery engine.
 
-    ``send(lines, deadline)`` gets wire lines (``{"_hal":1,...}``, CONTRACT §2)
+    ``send(lines, deadline)`` gets wire lines (``{"_hal":1,...}``, docs/contract.md §2)
     and returns when they were accepted or dead-lettered as refused by the
     service (optionally returning an object with ``delivered`` and
     ``dead_lettered`` counts); it raises when they could not be delivered.

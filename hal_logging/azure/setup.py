@@ -4,13 +4,13 @@ Same call as the seed's (``hal/utils/logging_utils.py``): a log file under
 ``log_dir`` and a console handler on the root logger, plus Azure Monitor when
 the harness runs *on* an Azure VM. What changed, and why:
 
-- The file holds wire lines (JSON rows, CONTRACT §2), not free text: the same
+- The file holds wire lines (JSON rows, docs/contract.md §2), not free text: the same
   file can be shipped later with ``hal-logging-forward FILE`` and loses no
   field; ``file_format="text"`` keeps the old readable format.
 - Every row carries the run's context (RunID from ``run_id``, the rest from
   ``HAL_*`` variables and ``context=``), LogType ``VMOperation``, and on Azure
   the VM's name from IMDS. The old adapter was never wired in, so RunID stayed
-  empty (FACTS §4).
+  empty (docs/facts.md §4).
 - "On an Azure VM" is decided by :func:`hal_logging.azure.vm.is_running_in_azure_vm`:
   off Azure no network call at all (the old check waited 2 s on IMDS).
 - On Azure with settings missing, :class:`AzureSettingsError` names the missing

@@ -15,7 +15,7 @@ How a call to ``send(rows)`` goes:
 2. **Pack exactly.** Rows are packed in order into bodies ``[`` + rows joined by
    ``,`` + ``]`` of at most 1,048,576 bytes — the accounting counts every
    separator, so the limit holds by construction (the SDK's list path
-   overshoots it, FACTS §2). Each body is gzipped; in the rare case the gzip
+   overshoots it, docs/facts.md §2). Each body is gzipped; in the rare case the gzip
    output is larger than the limit (incompressible text), the body is halved.
 3. **Send through the real SDK.** ``LogsIngestionClient.upload(rule, stream,
    BytesIO(gzip))`` sends our bytes as they are. Chosen over ``upload(list)``
@@ -68,12 +68,12 @@ from hal_logging.pipeline.model import DeliveryError, Row
 
 log = logging.getLogger("hal_logging.azure")
 
-#: The service's limit per request, on the body both as sent and unzipped (FACTS §1).
+#: The service's limit per request, on the body both as sent and unzipped (docs/facts.md §1).
 MAX_REQUEST_BYTES: Final = 1_048_576
 RETRY_STATUS: Final = frozenset({408, 429, 500, 502, 503, 504})
 SPLIT_STATUS: Final = frozenset({400, 413})
 FATAL_STATUS: Final = frozenset({401, 403, 404})
-#: TimeGenerated window (FACTS §1), with a margin for time spent in retries.
+#: TimeGenerated window (docs/facts.md §1), with a margin for time spent in retries.
 TIME_PAST: Final = timedelta(days=2) - timedelta(hours=1)
 TIME_FUTURE: Final = timedelta(days=1) - timedelta(hours=1)
 #: TimeGenerated values as the parser writes them ("YYYY-MM-DDTHH:MM:SS.ffffffZ"), joined.

@@ -1,8 +1,8 @@
 """Am I on an Azure VM, and which one?
 
 The system this replaces answered by asking IMDS with a 2 s timeout, so every
-laptop and CI run paid two seconds (FACTS §4). Here the answer off Azure comes
-from two small files the kernel exposes (FACTS §3), without any network call:
+laptop and CI run paid two seconds (docs/facts.md §4). Here the answer off Azure comes
+from two small files the kernel exposes (docs/facts.md §3), without any network call:
 
 - ``sys_vendor`` is ``Microsoft Corporation`` (also true of Hyper-V guests), and
 - ``chassis_asset_tag`` is ``7783-7084-3265-9085`` (Azure's own tag).
@@ -121,7 +121,7 @@ def fetch_instance_metadata(base_url: str | None = None, timeout: float = IMDS_T
     """GET the IMDS instance document; the parsed JSON, or ``None`` on any failure.
 
     Goes straight to the address: an empty ProxyHandler ignores ``http_proxy``
-    (IMDS is link-local, FACTS §3). Never raises.
+    (IMDS is link-local, docs/facts.md §3). Never raises.
     """
     # Imported here, not at the top: every forwarder start imports this module
     # (runner.trusted_context), and off Azure no network code should be loaded.
@@ -197,7 +197,7 @@ def trusted_vm_name() -> str | None:
     """The VM's name as Azure knows it, for the forwarder's VMName column.
 
     ``None`` off Azure (fast and silent) or when IMDS gives no name. Coming from
-    IMDS, not from the container, it is a *trusted* context value (CONTRACT §3).
+    IMDS, not from the container, it is a *trusted* context value (docs/contract.md §3).
     """
     meta = _probe(refresh=False)
     return meta.name if meta is not None and meta.name else None

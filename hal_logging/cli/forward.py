@@ -1,4 +1,4 @@
-"""``hal-logging-forward``: ship a container's output, with nothing lost (CONTRACT §4).
+"""``hal-logging-forward``: ship a container's output, with nothing lost (docs/contract.md §4).
 
 Three modes::
 

@@ -1,4 +1,4 @@
-"""``hal-logging``: the umbrella command (CONTRACT §4).
+"""``hal-logging``: the umbrella command (docs/contract.md §4).
 
 Subcommands::
 

@@ -1,4 +1,4 @@
-"""``hal-logging query``: read the local workspace (CONTRACT §5) without writing SQL.
+"""``hal-logging query``: read the local workspace (docs/contract.md §5) without writing SQL.
 
 Common questions are flags (``--run-id``, ``--task-id``, ``--level`` as a
 minimum, ``--logger`` with its children, ``--contains``, ``--since``); anything

@@ -1,4 +1,4 @@
-"""Local stand-in for the Azure Logs Ingestion API and the VM's IMDS (TESTING.md).
+"""Local stand-in for the Azure Logs Ingestion API and the VM's IMDS (docs/testing.md).
 
 ``from hal_logging.emulator import Emulator`` for in-process use; the
 ``hal-logging emulator`` command (:mod:`hal_logging.emulator.cli`) for a process.

@@ -1,10 +1,10 @@
 """A local stand-in for the Logs Ingestion API and the VM's metadata service.
 
-Two loopback servers (TESTING.md):
+Two loopback servers (docs/testing.md):
 
 - **ingestion**, HTTPS with a certificate from the stand-in's own CA:
   ``POST /dataCollectionRules/{rule}/streams/{stream}?api-version=2023-01-01``,
-  checked as strictly as FACTS §1 describes the service (bearer token, path,
+  checked as strictly as docs/facts.md §1 describes the service (bearer token, path,
   api-version, content type, 1,048,576-byte limit on the body as sent and as
   unzipped, a JSON array of objects, 204 as the only success). It also answers
   the service-principal token flow (``/{tenant}/v2.0/.well-known/openid-configuration``
@@ -46,7 +46,7 @@ from hal_logging.emulator.store import Workspace
 from hal_logging.emulator.tls import load_or_create_ca, server_context, write_ca_cert
 from hal_logging.emulator.tokens import AUDIENCE, TokenIssuer, audience_ok
 
-#: The service's per-request limit, on the body as sent and unzipped (FACTS §1).
+#: The service's per-request limit, on the body as sent and unzipped (docs/facts.md §1).
 MAX_REQUEST_BYTES: Final = 1_048_576
 API_VERSION: Final = "2023-01-01"
 #: A DCR immutable id looks like this; the default rule of the stand-in.

@@ -2,7 +2,7 @@
 
 Same table name and thirteen columns as the forwarder's local workspace
 (:func:`hal_logging.schema.sqlite_ddl`), so ``hal-logging query --db`` reads it.
-One difference on purpose: Azure has no de-duplication (FACTS §1), so here
+One difference on purpose: Azure has no de-duplication (docs/facts.md §1), so here
 ``_record_id`` is a plain indexed column, not UNIQUE — a retry after a lost
 answer stores the rows twice, exactly as Log Analytics would, and tests can
 count those duplicates by record id.

@@ -1,4 +1,4 @@
-"""A throwaway certificate authority for the stand-in (TESTING.md, step 1).
+"""A throwaway certificate authority for the stand-in (docs/testing.md, step 1).
 
 The real client libraries verify TLS; rather than turning that off, the stand-in
 serves a certificate from its own CA and the client is told to trust that CA

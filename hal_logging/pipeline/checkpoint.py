@@ -1,6 +1,6 @@
 """Checkpoints: how far a file was *delivered*, and which file that was.
 
-Why this shape (FACTS §5: Fluent Bit and the OTel Collector lose data because
+Why this shape (docs/facts.md §5: Fluent Bit and the OTel Collector lose data because
 they save offsets when lines are read, or keep them in memory):
 
 * The runner commits an offset only after the sink confirmed every record

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from hal_logging.schema import STREAM_NAME
 
-#: Analytics tier list price per GB (FACTS §1).
+#: Analytics tier list price per GB (docs/facts.md §1).
 DEFAULT_PRICE_PER_GB = 2.30
 
 

@@ -2,7 +2,7 @@
 
 The orchestrator reads ``--summary-json`` (machine) and people read stderr
 (human). Both come from one :class:`RunStats`. Billed bytes are estimated the
-way Log Analytics bills (FACTS §1): the stored text of each column, which is
+way Log Analytics bills (docs/facts.md §1): the stored text of each column, which is
 the UTF-8 length of every string column plus Properties as JSON text. A dry
 run computes the same figure over the same rows a real run ships, so its
 estimate matches what is then stored.
@@ -67,7 +67,7 @@ def _measure_odd(row: Row) -> tuple[int, str, str, str]:
 
 
 def billed_bytes(row: Row, properties_json: bytes | str) -> int:
-    """Estimated billed size of a row: its column text (FACTS §1)."""
+    """Estimated billed size of a row: its column text (docs/facts.md §1)."""
     n = len(properties_json) if isinstance(properties_json, bytes) else _utf8_len(properties_json)
     for c in _STRING_COLS:
         v = row.get(c)

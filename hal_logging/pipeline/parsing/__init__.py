@@ -1,4 +1,4 @@
-"""Parsing: framed lines -> rows of the one schema (CONTRACT §1-3).
+"""Parsing: framed lines -> rows of the one schema (docs/contract.md §1-3).
 
 :class:`Parser` takes the :class:`~hal_logging.pipeline.model.Line` s of one source
 and returns :class:`~hal_logging.pipeline.model.Record` s whose rows are complete
@@ -125,7 +125,7 @@ _HEAD_COLUMNS: Final = ("TimeGenerated", "Level", "Message", "LoggerName")
 _get_head: Final = operator.itemgetter(
     *(_KEY[c] for c in (*_HEAD_COLUMNS, "Properties", _VERSION_KEY))
 )
-#: ... and the context columns (CONTRACT §3), the same from line to line: checked
+#: ... and the context columns (docs/contract.md §3), the same from line to line: checked
 #: (types, trust rule) only when they change.
 _CTX_COLUMNS: Final = tuple(c.name for c in schema.CONTEXT_COLUMNS)
 _CTX_INDEX: Final = {c: i for i, c in enumerate(_CTX_COLUMNS)}

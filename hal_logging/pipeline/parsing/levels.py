@@ -1,6 +1,6 @@
 """Levels: whatever a logger called it -> one of schema.LEVELS.
 
-The table accepts exactly DEBUG, INFO, WARNING, ERROR, CRITICAL (CONTRACT §1).
+The table accepts exactly DEBUG, INFO, WARNING, ERROR, CRITICAL (docs/contract.md §1).
 Names from other ecosystems (warn, fatal, notice, trace, success...) are mapped;
 numbers are read as Python's ``levelno``; anything else is INFO, and the caller
 keeps the original value under ``Properties.hal.original_level``.

@@ -1,4 +1,4 @@
-"""The 64 KB field limit (FACTS §1), applied before Azure applies it silently.
+"""The 64 KB field limit (docs/facts.md §1), applied before Azure applies it silently.
 
 The service cuts any field value over 64 KB without saying so; for the dynamic
 ``Properties`` column that would leave broken JSON. So every string column and

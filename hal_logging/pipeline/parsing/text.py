@@ -15,7 +15,7 @@ Recognised, in this order (the first that matches wins):
    for sure, cutting it could lose words.
 
 In the split layouts the logger name goes to ``Properties.logger`` (LoggerName
-stays ``docker.stdout``/``docker.stderr``/``docker``, CONTRACT §1).
+stays ``docker.stdout``/``docker.stderr``/``docker``, docs/contract.md §1).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Times: anything a log line may carry -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC).
 
-The table wants one shape (CONTRACT §1), so every time is normalised here:
+The table wants one shape (docs/contract.md §1), so every time is normalised here:
 ISO 8601 with ``T`` or a space, ``,`` or ``.`` before a fraction of any length
 (docker's 9 digits are cut to 6), ``Z``/offset/none (none = UTC: containers run
 in UTC unless told otherwise), and epoch numbers in s, ms, µs or ns (told apart

@@ -1,4 +1,4 @@
-"""The trust rule (CONTRACT §3): the VM side's context wins over the container's.
+"""The trust rule (docs/contract.md §3): the VM side's context wins over the container's.
 
 The container runs an AI agent, so whatever it writes in a context column is a
 claim. For every column the VM side knows (``trusted``: only non-empty values),

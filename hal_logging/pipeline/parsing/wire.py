@@ -1,4 +1,4 @@
-"""Wire lines (CONTRACT §2): a row written by ``configure()``, checked and repaired.
+"""Wire lines (docs/contract.md §2): a row written by ``configure()``, checked and repaired.
 
 A wire line starts with :data:`hal_logging.schema.WIRE_PREFIX` and is one JSON
 object with the row's columns. The fast path is one ``orjson.loads`` and a type

@@ -1,7 +1,7 @@
 """Sinks: where rows go. ``make_sink`` picks one from the forwarder's config.
 
 "auto" means Azure when both an endpoint and a rule id are configured
-(CONTRACT §4), otherwise the local workspace. Azure and OTLP sinks live in
+(docs/contract.md §4), otherwise the local workspace. Azure and OTLP sinks live in
 their own modules and are imported only when chosen, so the local paths never
 import the Azure or OpenTelemetry SDKs.
 """

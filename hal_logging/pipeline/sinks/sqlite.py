@@ -1,4 +1,4 @@
-"""The local workspace: the table's thirteen columns in a SQLite file (CONTRACT §5).
+"""The local workspace: the table's thirteen columns in a SQLite file (docs/contract.md §5).
 
 Why SQLite: any client reads it, it is in the stdlib, and with WAL journaling
 readers (``hal-logging query --follow``) never block the writer and several
