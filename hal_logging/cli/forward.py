@@ -172,6 +172,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="wrap mode: also append CMD's raw output (both streams) to PATH",
     )
 
+    # --- journal and archive (issue 16)
+    g = p.add_argument_group("journal and archive")
+    g.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="wrap mode: write the journal (each read of each stream, before parsing) to PATH "
+        "(default: hal-forward-journal-<invocation>.haljournal beside the undelivered spool)",
+    )
+    g.add_argument(
+        "--no-journal", action="store_true", help="wrap mode: keep no journal (no resume)"
+    )
+    g.add_argument(
+        "--resume-journal",
+        metavar="PATH",
+        help="replay a wrap-mode journal after a crash: ship exactly what was not delivered, "
+        "with the live run's record ids, streams and times",
+    )
+    g.add_argument(
+        "--archive",
+        metavar="DEST",
+        help="keep the exact bytes (the journal, or the input file) gzip-compressed with a "
+        "manifest, one archive per task: a folder, or a Blob Storage container URL "
+        "https://ACCOUNT.blob.core.windows.net/CONTAINER",
+    )
+    # --- end journal and archive
+
     g = p.add_argument_group("context (trusted; falls back to the environment)")
     for col in schema.CONTEXT_COLUMNS:
         assert col.flag is not None
@@ -478,7 +504,13 @@ def config_from_args(
         raise UsageError("give FILEs or a command after '--', not both")
     if "--" in argv and not command:
         raise UsageError("nothing after '--': give the command to run, e.g. -- docker run IMAGE")
-    if not command and not ns.files:
+    if ns.resume_journal and (command or ns.files or ns.follow):  # issue 16
+        raise UsageError("--resume-journal PATH replays a journal: give no FILE, --follow or -- CMD")
+    if (ns.journal or ns.no_journal) and not command:
+        raise UsageError("--journal and --no-journal only apply in wrap mode (-- CMD)")
+    if ns.journal and ns.no_journal:
+        raise UsageError("give --journal PATH or --no-journal, not both")
+    if not command and not ns.files and not ns.resume_journal:
         raise UsageError("nothing to forward: give FILE..., --follow FILE, or -- CMD [ARG...]")
     if ns.follow and command:
         raise UsageError("--follow reads a file; wrap mode (-- CMD) already forwards live")
@@ -561,6 +593,10 @@ def config_from_args(
         drop_message=list(ns.drop_message),
         drop_logger=list(ns.drop_logger),
         sample=sample,
+        journal=ns.journal,
+        no_journal=ns.no_journal,
+        resume_journal=ns.resume_journal,
+        archive=ns.archive,
         # --resend: the rows went through the filters when they were first
         # shipped; folding them again would merge rows of distinct record ids.
         fold_repeats=ns.fold_repeats and not ns.resend,
@@ -640,6 +676,18 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
 
     quiet = config.quiet
     trusted = trusted_context(config, environ)
+    # --- journal (issue 16): a replay takes the live run's context and settings
+    resume: Any = None
+    if config.resume_journal:
+        from hal_logging.pipeline.journal import JournalError, prepare_resume
+
+        try:
+            resume = prepare_resume(config, environ)
+        except JournalError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return EXIT_INPUT
+        trusted = {**trusted_context(config, environ), **resume.trusted}
+    # --- end journal
     try:
         sink_name = resolve_sink_name(config)
     except SinkConfigError as exc:
@@ -689,7 +737,28 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             _eprint(f"{PROG}: {msg}")
 
     source: Any
-    if config.command:
+    # --- journal (issue 16)
+    from hal_logging.pipeline.journal import destination_of
+
+    destination = destination_of(config, sink_name)
+    journal_store: Any = None
+    if resume is not None:
+        from hal_logging.pipeline.checkpoint import CheckpointStore, default_checkpoint_path
+
+        jstore = None
+        if not config.no_checkpoint:
+            try:
+                jstore = CheckpointStore(
+                    config.checkpoint or default_checkpoint_path(resume.path)
+                ).open(lock=not config.dry_run)
+            except CheckpointError as exc:
+                _eprint(f"{PROG}: {exc}")
+                return EXIT_INPUT
+            stores.append(jstore)
+            journal_store = jstore
+        source = resume.source(jstore, destination)
+    # --- end journal
+    elif config.command:
         source = CommandSource(config.command, config.raw_log, config.stop_timeout)
         source.notify = notify
     elif config.follow:
@@ -773,6 +842,26 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             os.path.join(base, f"hal-forward-undelivered-{source.invocation[:12]}.jsonl")
         )
 
+    # --- journal (issue 16): on by default in wrap mode, before parsing
+    journal_writer: Any = None
+    if isinstance(source, CommandSource) and not config.no_journal and not config.dry_run:
+        from hal_logging.pipeline.journal import JournalError, start_live_journal
+
+        try:
+            journal_writer, jstore = start_live_journal(
+                config, source, trusted, destination, os.path.dirname(spool.path if spool else ".")
+            )
+        except (JournalError, CheckpointError) as exc:
+            if config.journal:
+                _eprint(f"{PROG}: {exc}")
+                return EXIT_USAGE
+            notify(f"{exc}; going on without a journal (no --resume-journal after a crash)")
+        else:
+            if jstore is not None:
+                stores.append(jstore)
+                journal_store = jstore
+    # --- end journal
+
     runner = Runner(
         config,
         source,
@@ -805,6 +894,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             st.close()
         if spool is not None:
             spool.close()
+        if journal_writer is not None:  # journal (issue 16)
+            journal_writer.close()
 
     # -- outcome -----------------------------------------------------------------
     if isinstance(source, CommandSource) and source.escalated:
@@ -820,6 +911,24 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         unreadable = [p for p, n in source.remaining.items() if n == -1]
         if unreadable and not incomplete:
             status = EXIT_INPUT
+    # --- journal (issue 16): the final row is delivered once the run is complete
+    jpath = journal_writer.path if journal_writer is not None else config.resume_journal
+    if jpath and journal_store is not None and not incomplete and not config.dry_run:
+        from hal_logging.pipeline.journal import mark_exit_delivered
+
+        with contextlib.suppress(OSError):
+            mark_exit_delivered(journal_store, os.path.abspath(jpath), destination)
+    if resume is not None and getattr(source, "unfinished", False):
+        stats.notes.append(
+            "the journal ends before the command did (the forwarder was stopped): its "
+            "output up to then was shipped, with a final row saying the exit status is unknown"
+        )
+    if incomplete and jpath and not config.dry_run:
+        stats.where_kept.append(
+            f"{jpath} (the journal): ship what is missing with `{PROG} --resume-journal {jpath}` "
+            "(same record ids, streams and times)"
+        )
+    # --- end journal
     if incomplete and not config.dry_run:
         if isinstance(source, CommandSource):
             if spool is not None and spool.rows:
@@ -834,7 +943,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
                 stats.where_kept.append(
                     f"{path} from its checkpoint {store.path}: rerun the same command to resume"
                 )
-            if not stores_by_input:
+            if not stores_by_input and resume is None:
                 stats.where_kept.append("the input files (no checkpoint: a rerun sends them again)")
         status = EXIT_UNDELIVERED
     elif isinstance(source, CommandSource):

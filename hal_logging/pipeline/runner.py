@@ -220,7 +220,7 @@ class Runner:
         self.stats.sink = sink.name
         self.progress = progress
         self.abort = abort or threading.Event()
-        self.live = source.mode in ("follow", "wrap")
+        self.live = source.mode in ("follow", "wrap", "journal")
         self.commit_checkpoints = not (config.dry_run or config.no_checkpoint)
         self.batcher = Batcher(
             config.batch_rows, config.batch_bytes, config.flush_interval, sink.batch_bytes
@@ -437,7 +437,7 @@ class Runner:
                     stats.bytes_read += n
                     for prescan in self._prescans:
                         prescan(g.source, g.parser.stream, ev.data, g.framer.offset)
-                    lines = g.framer.feed(ev.data, wall())
+                    lines = g.framer.feed(ev.data, wall() if ev.time is None else ev.time)
                     if lines:
                         stats.lines += len(lines)
                         g.last_end = lines[-1].end
@@ -453,7 +453,7 @@ class Runner:
                 elif isinstance(ev, Closed):
                     self._close(ev, now)
                 elif isinstance(ev, Idle) and self.live:
-                    t = wall()
+                    t = wall() if ev.time is None else ev.time
                     for g in self.gens.values():
                         recs = g.parser.poll(t)
                         if recs:
@@ -474,7 +474,7 @@ class Runner:
     def _close(self, ev: Closed, now: float) -> None:
         g = self.gens[ev.gen]
         if ev.complete:
-            t = time.time()
+            t = time.time() if ev.time is None else ev.time
             recs: list[Record] = []
             lines = g.framer.finish(t)
             if lines:
@@ -528,6 +528,21 @@ class Runner:
         }
         return row
 
+    def _command_final_row(self, src: CommandSource) -> dict[str, Any]:
+        """Wrap mode's final row: how the command ended."""
+        cmd = os.path.basename(src.argv[0]) if src.argv else "?"
+        row = self.command_row(
+            status=src.exit_status,
+            description=src.describe_status(),
+            seconds=src.seconds,
+            command=cmd,
+        )
+        if src.container_id is not None:
+            row["Properties"]["container_id"] = src.container_id
+        if src.oom_killed is not None:
+            row["Properties"]["oom_killed"] = src.oom_killed
+        return row
+
     def _resend_notes(self) -> None:
         """``--resend``: say how many rows kept their ids, and which carried a refusal."""
         ps = self._resend_parsers
@@ -556,23 +571,28 @@ class Runner:
         # Anything still open (a source that stopped early) keeps its partial line unread.
         for g in self.gens.values():
             g.closed = True
+        # --- journal (issue 16): the final row is journaled even when delivery failed,
+        # so --resume-journal ships it; a replay adds the live run's row (same id).
+        journal = getattr(self.source, "journal", None)
+        final: dict[str, Any] | None = None
+        if isinstance(self.source, CommandSource) and self.source.returncode is not None:
+            final = self._command_final_row(self.source)
+            if journal is not None:
+                journal.exit(final)
+        # --- end journal
         if self.failure is None:
-            if isinstance(self.source, CommandSource) and self.source.returncode is not None:
+            if final is not None and isinstance(self.source, CommandSource):
                 src = self.source
-                cmd = os.path.basename(src.argv[0]) if src.argv else "?"
-                row = self.command_row(
-                    status=src.exit_status,
-                    description=src.describe_status(),
-                    seconds=src.seconds,
-                    command=cmd,
-                )
-                if src.container_id is not None:
-                    row["Properties"]["container_id"] = src.container_id
-                if src.oom_killed is not None:
-                    row["Properties"]["oom_killed"] = src.oom_killed
-                self.add_final_row(row, f"{src.invocation}-forward")
+                self.add_final_row(final, f"{src.invocation}-forward")
                 self.stats.command_status = src.exit_status
                 self.stats.command_seconds = src.seconds
+            elif callable(getattr(self.source, "final_row", None)):  # journal replay
+                replayed = self.source.final_row(self.command_row)  # type: ignore[attr-defined]
+                if replayed is not None:
+                    self.add_final_row(*replayed)
+                    props = replayed[0].get("Properties") or {}
+                    self.stats.command_status = props.get("exit_status")
+                    self.stats.command_seconds = props.get("duration_seconds")
             if self.filters:
                 self._accept(self._flush_filters(), now)
             if self.batcher.records or self.gens:
