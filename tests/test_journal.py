@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from hal_logging.pipeline.journal import (
     KIND_DATA,
     JournalReader,

@@ -510,6 +510,15 @@ def config_from_args(
         raise UsageError("--journal and --no-journal only apply in wrap mode (-- CMD)")
     if ns.journal and ns.no_journal:
         raise UsageError("give --journal PATH or --no-journal, not both")
+    if ns.archive:
+        if ns.follow:
+            raise UsageError("--archive keeps finished files or wrap mode's journal, not --follow")
+        if ns.no_journal:
+            raise UsageError("--archive in wrap mode archives the journal: drop --no-journal")
+        if len(ns.files) > 1:
+            raise UsageError("--archive makes one archive per task: give one FILE per run")
+        if ns.dry_run:
+            raise UsageError("--dry-run writes nothing: drop --archive")
     if not command and not ns.files and not ns.resume_journal:
         raise UsageError("nothing to forward: give FILE..., --follow FILE, or -- CMD [ARG...]")
     if ns.follow and command:
@@ -687,6 +696,30 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             _eprint(f"{PROG}: {exc}")
             return EXIT_INPUT
         trusted = {**trusted_context(config, environ), **resume.trusted}
+    archived_in: Any = None  # an archive given as FILE (read back like a file)
+    if len(config.files) == 1 and not config.follow:
+        from hal_logging.archive import ArchiveError, is_archive_path, is_blob_url
+        from hal_logging.archive.run import open_archive
+
+        if is_archive_path(config.files[0]) or is_blob_url(config.files[0]):
+            try:
+                archived_in = open_archive(config.files[0], config.credential)
+            except ArchiveError as exc:
+                _eprint(f"{PROG}: {exc}")
+                return EXIT_INPUT
+            if archived_in.manifest.get("kind") == "journal":
+                from hal_logging.pipeline.journal import JournalError, prepare_resume
+
+                config.resume_journal = config.files[0]
+                try:
+                    resume = prepare_resume(config, environ, fh=archived_in.fh)
+                except JournalError as exc:
+                    _eprint(f"{PROG}: {exc}")
+                    return EXIT_INPUT
+                config.resume_journal = None
+                config.no_checkpoint = True
+            trusted = {**trusted_context(config, environ), **archived_in.trusted}
+            config.files = []
     # --- end journal
     try:
         sink_name = resolve_sink_name(config)
@@ -703,7 +736,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             if not quiet:
                 _eprint(f"{PROG}: {note}")
 
-    if not config.command and not config.follow:
+    if not config.command and not config.follow and not archived_in:
         missing = [p for p in config.files if not os.path.isfile(p)]
         if missing:
             _eprint(
@@ -757,6 +790,10 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             stores.append(jstore)
             journal_store = jstore
         source = resume.source(jstore, destination)
+    elif archived_in is not None:
+        from hal_logging.archive.run import ArchivedFileSource
+
+        source = ArchivedFileSource(archived_in)
     # --- end journal
     elif config.command:
         source = CommandSource(config.command, config.raw_log, config.stop_timeout)
@@ -860,6 +897,36 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             if jstore is not None:
                 stores.append(jstore)
                 journal_store = jstore
+    archiver: Any = None
+    if config.archive:
+        from hal_logging.archive import ArchiveError
+        from hal_logging.archive.run import start_archive
+
+        apath = (
+            journal_writer.path
+            if journal_writer is not None
+            else (config.resume_journal or (config.files[0] if config.files else None))
+        )
+        if apath is None:
+            _eprint(f"{PROG}: --archive: nothing to archive (no journal)")
+            return EXIT_USAGE
+        try:
+            archiver = start_archive(
+                config.archive,
+                kind="file" if config.files else "journal",
+                path=apath,
+                trusted=trusted,
+                credential=config.credential,
+                stream=config.input_stream,
+                notify=notify,
+            )
+        except ArchiveError as exc:
+            _eprint(f"{PROG}: {exc}")
+            if journal_writer is not None:
+                journal_writer.close()
+            for st in stores:
+                st.close()
+            return 73
     # --- end journal
 
     runner = Runner(
@@ -898,12 +965,31 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             journal_writer.close()
 
     # -- outcome -----------------------------------------------------------------
+    # --- archive (issue 16): part of completeness
+    archive_incomplete = False
+    if archiver is not None:
+        import time as _time
+
+        if not archiver.finish(_time.monotonic() + max(1.0, config.drain_timeout)):
+            archive_incomplete = True
+            stats.notes.append(f"archive incomplete: {archiver.error}")
+            stats.where_kept.append(archiver.where_kept())
+        elif not quiet:
+            p = archiver.progress
+            share = p.compressed / p.raw if p.raw else 0.0
+            notify(
+                f"archived {p.raw} bytes to {archiver.target.describe(archiver.name)} "
+                f"({p.compressed} compressed, {share:.1%}), manifest beside it"
+            )
+    # --- end archive
     if isinstance(source, CommandSource) and source.escalated:
         stats.notes.append(
             f"stopped for good after {source.stop_reason}: " + "; ".join(source.escalated)
         )
     status = EXIT_OK
     incomplete = stats.undelivered > 0 or stats.dead_lettered > 0 or runner.failure is not None
+    delivery_incomplete = incomplete  # archive (issue 16)
+    incomplete = incomplete or archive_incomplete
     if isinstance(source, FileSource):
         if stats.interrupted and not source.finished:
             incomplete = True
@@ -913,7 +999,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             status = EXIT_INPUT
     # --- journal (issue 16): the final row is delivered once the run is complete
     jpath = journal_writer.path if journal_writer is not None else config.resume_journal
-    if jpath and journal_store is not None and not incomplete and not config.dry_run:
+    if jpath and journal_store is not None and not delivery_incomplete and not config.dry_run:
         from hal_logging.pipeline.journal import mark_exit_delivered
 
         with contextlib.suppress(OSError):
@@ -923,7 +1009,9 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             "the journal ends before the command did (the forwarder was stopped): its "
             "output up to then was shipped, with a final row saying the exit status is unknown"
         )
-    if incomplete and jpath and not config.dry_run:
+    if archived_in is not None:
+        archived_in.close()
+    if delivery_incomplete and jpath and not config.dry_run:
         stats.where_kept.append(
             f"{jpath} (the journal): ship what is missing with `{PROG} --resume-journal {jpath}` "
             "(same record ids, streams and times)"
@@ -955,6 +1043,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         if incomplete and not config.dry_run:
             n = stats.undelivered + stats.dead_lettered
             what = f"{n} record(s) not delivered" if n else "the input was not read to its end"
+            if archive_incomplete and not delivery_incomplete:  # archive (issue 16)
+                what = "the archive is incomplete"
             _eprint(f"{PROG}: {what}; kept in " + ("; ".join(stats.where_kept) or "the input"))
         if config.dry_run:
             _eprint(stats.render_dry_run(config.price_per_gb, config.tasks_per_month))

@@ -523,7 +523,9 @@ class Resume:
         )
 
 
-def prepare_resume(config: Any, environ: Mapping[str, str] | None = None) -> Resume:
+def prepare_resume(
+    config: Any, environ: Mapping[str, str] | None = None, fh: IO[bytes] | None = None
+) -> Resume:
     """Open ``config.resume_journal`` and take over the live run's settings.
 
     The context the live run trusted, the command's ``-e`` values (redaction),
@@ -533,7 +535,11 @@ def prepare_resume(config: Any, environ: Mapping[str, str] | None = None) -> Res
     from hal_logging.cli.forward import parse_command_env
 
     path = config.resume_journal
-    fh, reader = open_journal(path)
+    if fh is None:
+        fh, reader = open_journal(path)
+    else:  # an archive's stream
+        reader = JournalReader(fh, name=path)
+        reader.read_header()
     hdr = reader.header
     argv = [str(a) for a in hdr.get("argv") or []]
     config.command_env = parse_command_env(argv, dict(os.environ if environ is None else environ))
