@@ -46,19 +46,24 @@ GZIP_LEVEL = 5
 #: Azure's limit of blocks in one block blob.
 MAX_BLOCKS = 50_000
 
+
 class ArchiveError(Exception):
     """The archive cannot be written or read; the message says what to fix."""
 
+
 def is_blob_url(dest: str) -> bool:
     return dest.startswith(("https://", "http://"))
+
 
 def is_archive_path(arg: str) -> bool:
     """A FILE argument that names an archive (its data, its manifest, or a blob URL of them)."""
     return arg.endswith((ARCHIVE_SUFFIX, MANIFEST_SUFFIX))
 
+
 def _safe(value: str | None, default: str) -> str:
     text = re.sub(r"[^A-Za-z0-9._=-]+", "_", value or "").strip("._")
     return text[:100] or default
+
 
 def archive_name(context: Mapping[str, str], kind: str, ident: str) -> str:
     """``<RunID>/<TaskID>/<kind>-<ident>.hal-archive.gz``: one per task, stable across reruns."""
@@ -68,8 +73,10 @@ def archive_name(context: Mapping[str, str], kind: str, ident: str) -> str:
         f"{kind}-{digest}{ARCHIVE_SUFFIX}"
     )
 
+
 def manifest_name(name: str) -> str:
     return name[: -len(ARCHIVE_SUFFIX)] + MANIFEST_SUFFIX
+
 
 def mask_argv(argv: list[str]) -> list[str]:
     """The command line with ``-e NAME=VALUE`` values removed (``-e NAME``), for uploads."""
@@ -89,6 +96,7 @@ def mask_argv(argv: list[str]) -> list[str]:
         else:
             out.append(a)
     return out
+
 
 class Content:
     """The bytes to archive: a file that may still grow, read by position.
@@ -130,6 +138,7 @@ class Content:
                 out += fh.read(n)
         return out
 
+
 @dataclass
 class Progress:
     """What the destination holds: raw bytes archived, compressed bytes, blocks."""
@@ -138,6 +147,7 @@ class Progress:
     compressed: int = 0
     blocks: int = 0
     sha256: Any = field(default_factory=hashlib.sha256)
+
 
 class Archiver:
     """Archives one :class:`Content` to one target as it grows (a thread), then a manifest.
@@ -172,12 +182,24 @@ class Archiver:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._resumed = False
 
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Find how far a previous run got (resume), then follow the content."""
-        self._resume()
+        """Find how far a previous run got (resume), then follow the content.
+
+        A destination that cannot be used yet (unreachable, 403, no container) is
+        said once on stderr; the rows are shipped all the same, and the end of the
+        run tries the archive again (or says where the bytes are kept)."""
+        try:
+            self._resume()
+            self._resumed = True
+        except ArchiveError as exc:
+            self.error = str(exc)
+            self.notify(f"archive: {exc}")
+            if getattr(self.target, "permanent", False):
+                return
         self._thread = threading.Thread(target=self._loop, name="hal-archive", daemon=True)
         self._thread.start()
 
@@ -218,6 +240,9 @@ class Archiver:
         with self._lock:
             t0 = time.thread_time()
             try:
+                if not self._resumed:
+                    self._resume()
+                    self._resumed = True
                 while True:
                     p = self.progress
                     size = self.content.size()
@@ -296,6 +321,7 @@ class Archiver:
             f"holds the first {done}): rerun with --archive to finish it"
         )
 
+
 def file_streams(path: str, stream: str, source: str) -> dict[str, Any]:
     """Manifest fields of a file input: its one stream, its sha256 and its record-id range."""
     from hal_logging.pipeline.parsing import record_id
@@ -317,6 +343,7 @@ def file_streams(path: str, stream: str, source: str) -> dict[str, Any]:
         },
         "source": {"source": source, "stream": stream, "path": os.path.abspath(path)},
     }
+
 
 def journal_streams(path: str) -> dict[str, Any]:
     """Manifest fields of a journal: per stream the bytes printed, their sha256 and ids."""
@@ -348,6 +375,7 @@ def journal_streams(path: str) -> dict[str, Any]:
         },
         "torn": reader.torn or None,
     }
+
 
 __all__ = [
     "ARCHIVE_SUFFIX",

@@ -13,6 +13,7 @@ from typing import IO, Any
 from hal_logging import _json
 from hal_logging.archive import (
     ARCHIVE_SUFFIX,
+    BLOCK_SECONDS,
     MANIFEST_SUFFIX,
     ArchiveError,
     Archiver,
@@ -63,7 +64,15 @@ def start_archive(
             return {"context": context, **file_streams(path, stream, ident)}
 
     target = make_target(dest, credential)
-    archiver = Archiver(content, target, archive_name(context, kind, ident), extra, notify=notify)
+    seconds = os.environ.get("HAL_LOGGING_ARCHIVE_BLOCK_SECONDS")  # how much a lost VM may lose
+    archiver = Archiver(
+        content,
+        target,
+        archive_name(context, kind, ident),
+        extra,
+        notify=notify,
+        block_seconds=float(seconds) if seconds else BLOCK_SECONDS,
+    )
     archiver.start()
     return archiver
 

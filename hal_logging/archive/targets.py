@@ -187,8 +187,17 @@ class BlobTarget:
 
         where = f"{self.account_url}/{self.container_name}"
         if isinstance(exc, HttpResponseError):
-            code = getattr(exc, "error_code", None) or ""
+            raw_code = getattr(exc, "error_code", None) or ""
+            code = str(getattr(raw_code, "value", raw_code))
             status = exc.status_code
+            if code == "AuthenticationFailed":
+                self.permanent = True
+                return ArchiveError(
+                    f"{doing} {where}: {status} AuthenticationFailed: the storage service "
+                    "refused the identity's token; check the identity (managed identity, "
+                    "AZURE_CLIENT_ID, or the service principal's AZURE_TENANT_ID/AZURE_CLIENT_ID/"
+                    "AZURE_CLIENT_SECRET), its tenant, and the VM's clock"
+                )
             if status == 403 or code in ("AuthorizationPermissionMismatch", "AuthorizationFailure"):
                 self.permanent = True
                 return ArchiveError(
@@ -232,7 +241,9 @@ class BlobTarget:
         try:
             committed, _uncommitted = blob.get_block_list("committed")
         except ResourceNotFoundError as exc:
-            if getattr(exc, "error_code", "") == "ContainerNotFound":
+            if str(getattr(exc, "error_code", "") or "").endswith(
+                ("ContainerNotFound", "CONTAINER_NOT_FOUND")
+            ):
                 raise self._error(exc, "cannot archive to") from exc
             # No blob yet; make sure the container exists, for a message that says so.
             try:

@@ -920,13 +920,13 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
                 stream=config.input_stream,
                 notify=notify,
             )
-        except ArchiveError as exc:
+        except ArchiveError as exc:  # not a folder, no SDK, no credential: fix and rerun
             _eprint(f"{PROG}: {exc}")
             if journal_writer is not None:
                 journal_writer.close()
             for st in stores:
                 st.close()
-            return 73
+            return EXIT_USAGE
     # --- end journal
 
     runner = Runner(
