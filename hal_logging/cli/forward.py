@@ -61,8 +61,9 @@ context (trusted: the container cannot override it):
 exit status:
   0   every record read was delivered (wrap mode: CMD's own status; 137 for a
       container killed by docker kill, the OOM killer or --stop-timeout)
-  75  some records were not delivered; stderr says how many and where they are
-      kept; rerun the same command to resume from the checkpoint
+  75  some records were not delivered (or the --archive is unfinished); stderr
+      says how many and where they are kept; rerun the same command to resume
+      from the checkpoint (wrap mode: --resume-journal JOURNAL)
   2   usage error;  1  an input file could not be read
 
 examples:
