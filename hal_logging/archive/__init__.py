@@ -194,7 +194,6 @@ class Archiver:
         run tries the archive again (or says where the bytes are kept)."""
         try:
             self._resume()
-            self._resumed = True
         except ArchiveError as exc:
             self.error = str(exc)
             self.notify(f"archive: {exc}")
@@ -214,6 +213,7 @@ class Archiver:
             )
         p = self.progress
         p.raw, p.compressed, p.blocks = raw, compressed, blocks
+        p.sha256 = hashlib.sha256()
         pos = 0
         while pos < raw:  # the sha256 covers every byte, including those sent before
             data = self.content.read(pos, min(BLOCK_BYTES, raw - pos))
@@ -221,6 +221,7 @@ class Archiver:
                 break
             p.sha256.update(data)
             pos += len(data)
+        self._resumed = True
 
     def _loop(self) -> None:
         last = time.monotonic()
@@ -242,7 +243,6 @@ class Archiver:
             try:
                 if not self._resumed:
                     self._resume()
-                    self._resumed = True
                 while True:
                     p = self.progress
                     size = self.content.size()
