@@ -1005,6 +1005,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
 
         with contextlib.suppress(OSError):
             mark_exit_delivered(journal_store, os.path.abspath(jpath), destination)
+    if resume is not None and resume.reader.torn:
+        stats.notes.append(f"the journal ends with {resume.reader.torn}: what came before was shipped")
     if resume is not None and getattr(source, "unfinished", False):
         stats.notes.append(
             "the journal ends before the command did (the forwarder was stopped): its "
