@@ -581,6 +581,8 @@ def start_live_journal(
             writer.close()
             raise
     source.journal = writer
+    # Ticks are journaled while one can still close a traceback group (see CommandSource).
+    source.journal_tick_window = float(config.multiline_timeout) + 0.2
     source.journal_inputs = {
         s: JournalInput(checkpoint_key(writer.path, s, destination), store, destination)
         for s in STREAMS
