@@ -89,7 +89,7 @@ def test_an_unusable_folder_exits_75_naming_where_the_bytes_are(tmp_path: Path) 
     assert r.returncode == 75, r.stderr
     assert "the archive is incomplete" in r.stderr
     (journal,) = tmp_path.glob("hal-forward-journal-*.haljournal")
-    assert str(journal) in r.stderr and "rerun with --archive" in r.stderr
+    assert str(journal) in r.stderr and f"--resume-journal {journal} --archive" in r.stderr
     assert "Traceback" not in r.stderr
     assert {x["Message"] for x in db_rows(tmp_path / "a.db")} >= {"hello", "world"}
     # A DEST that is a file: a usage error before anything runs.

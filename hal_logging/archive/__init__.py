@@ -183,6 +183,8 @@ class Archiver:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._resumed = False
+        #: How to finish the archive later (said with where the bytes are kept).
+        self.rerun_hint = ""
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -316,9 +318,10 @@ class Archiver:
     def where_kept(self) -> str:
         done = self.progress.raw
         total = self.content.size()
+        how = self.rerun_hint or "rerun the same command (with --archive) to finish it"
         return (
             f"{self.content.path} ({total} bytes; the archive {self.target.describe(self.name)} "
-            f"holds the first {done}): rerun with --archive to finish it"
+            f"holds the first {done}): {how}"
         )
 
 

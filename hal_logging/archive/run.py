@@ -73,6 +73,11 @@ def start_archive(
         notify=notify,
         block_seconds=float(seconds) if seconds else BLOCK_SECONDS,
     )
+    if kind == "journal":
+        archiver.rerun_hint = (
+            f"finish it with `hal-logging-forward --resume-journal {path} --archive {dest}` "
+            "(ships nothing twice)"
+        )
     archiver.start()
     return archiver
 

@@ -964,6 +964,11 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             spool.close()
         if journal_writer is not None:  # journal (issue 16)
             journal_writer.close()
+            if journal_writer.error:
+                stats.notes.append(
+                    f"{journal_writer.error}: the journal is incomplete (a --resume-journal "
+                    "after a crash would miss what came after)"
+                )
 
     # -- outcome -----------------------------------------------------------------
     # --- archive (issue 16): part of completeness
