@@ -8,12 +8,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import hal_logging.archive as archive_mod
 from hal_logging.archive import Archiver, Content
 from hal_logging.archive.targets import LocalTarget
+from hal_logging.pipeline.journal import open_journal, stream_bytes
 from tests.forward_helpers import db_rows, run_forward
 
 
@@ -98,3 +100,37 @@ def test_an_unusable_folder_exits_75_naming_where_the_bytes_are(tmp_path: Path) 
         tmp_path,
     )
     assert r.returncode == 2 and "not a folder" in r.stderr
+
+
+def test_hostile_container_through_docker_archived_and_shipped_back(
+    docker_kit: Any, tmp_path: Path
+) -> None:
+    """The hostile agent in a real container (``docker run``, plain pipes), archived to a
+    folder, shipped back into a fresh workspace: the same rows, ids and bytes."""
+    from tests.forward_helpers import ROOT
+
+    secret = "sk-hostile-0123456789abcdefghijXYZ"
+    argv = docker_kit.python_argv(
+        ROOT / "tests" / "fixtures" / "hostile_agent.py",
+        env={"OPENAI_API_KEY": secret, "HAL_RUN_ID": "R16", "HAL_TASK_ID": "T16"},
+        rm=True,
+    )
+    live = run_forward(["--db", "live.db", "--archive", "arch", "--", *argv], tmp_path)
+    assert live.returncode == 3, live.stderr
+    (gz,) = (tmp_path / "arch" / "R16" / "T16").glob("*.hal-archive.gz")
+    manifest = json.loads(gz.with_name(gz.name.replace(".gz", ".json")).read_text())
+    (journal,) = tmp_path.glob("hal-forward-journal-*.haljournal")
+    fh, reader = open_journal(str(journal))
+    with fh:
+        printed = stream_bytes(reader)
+    assert {s: (v["bytes"], v["sha256"]) for s, v in manifest["streams"].items()} == printed
+    # The -e value is not in the archive (the reading VM knows the secret it gave).
+    assert secret.encode() not in gzip.decompress(gz.read_bytes()).split(b"\n", 2)[1]
+    back = run_forward(["--db", "back.db", str(gz)], tmp_path, env={"OPENAI_API_KEY": secret})
+    assert back.returncode == 0, back.stderr
+
+    def rows(db: Path) -> dict[str, Any]:
+        return {r["Properties"]["hal"]["record_id"]: r for r in db_rows(db)}
+
+    assert rows(tmp_path / "back.db") == rows(tmp_path / "live.db")
+    assert not any(secret in json.dumps(r) for r in rows(tmp_path / "back.db").values())
