@@ -167,8 +167,11 @@ class BlobTarget:
             self.account_url,
             self.container_name,
             credential=credential,
-            retry_total=2,
-            retry_backoff_factor=0.5,
+            # Few, short retries: the archiver itself tries again every few seconds and
+            # at the end until --drain-timeout (the storage SDK's default waits 15 s, 45 s...).
+            retry_total=1,
+            initial_backoff=0.5,
+            increment_base=2,
             connection_timeout=10,
             read_timeout=60,
         )
