@@ -267,3 +267,73 @@ def test_a_torn_last_record_is_ignored(tmp_path: Path) -> None:
     assert [r.payload for r in recs if r.kind == KIND_DATA] == [b"one\n"]
     assert "cut short" in reader.torn
     assert os.path.getsize(path) == len(whole) - 2
+
+
+def test_azure_down_in_wrap_mode_then_resume_into_azure_ships_each_row_once(
+    tmp_path: Path,
+) -> None:
+    """The real SDK against the stand-in: a run whose rows could not be delivered names the
+    journal; its resume ships every row once (the stand-in, like Azure, keeps duplicates)."""
+    from tests.azure_helpers import client_env, started_emulator, workspace_record_ids
+    from tests.forward_helpers import ROOT as _root
+
+    (tmp_path / "cmd.py").write_text(NUMBERED)
+    with started_emulator(tmp_path) as emu:
+        env = client_env(emu.env())
+        env["PYTHONPATH"] = str(_root)
+        emu.set_faults(down="503")
+        import subprocess
+
+        live = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "hal_logging.cli.forward",
+                "--drain-timeout",
+                "2",
+                "--run-id",
+                "R",
+                "--task-id",
+                "T",
+                "--",
+                sys.executable,
+                "cmd.py",
+                "20",
+                "0",
+                "3",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert live.returncode == 75, live.stderr
+        journal = _journal(tmp_path)
+        assert f"--resume-journal {journal}" in live.stderr
+        assert not workspace_record_ids(tmp_path / "emu.db")
+        emu.set_faults(down=None)
+        resumed = subprocess.run(
+            [sys.executable, "-m", "hal_logging.cli.forward", "--resume-journal", str(journal)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        again = subprocess.run(
+            [sys.executable, "-m", "hal_logging.cli.forward", "--resume-journal", str(journal)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert again.returncode == 0, again.stderr
+        ids = workspace_record_ids(tmp_path / "emu.db")
+    assert len(ids) == len(set(ids)) and len(ids) > 40  # 20+20 lines, tracebacks, the final row
+    # Into the local workspace (another destination): shipped whole, same ids.
+    local = run_forward(["--db", "local.db", "--resume-journal", str(journal)], tmp_path)
+    assert local.returncode == 0, local.stderr
+    assert sorted(_by_id(tmp_path / "local.db")) == sorted(i for i in ids if i)

@@ -1020,9 +1020,10 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     if archived_in is not None:
         archived_in.close()
     if delivery_incomplete and jpath and not config.dry_run:
+        also = " (instead of --resend of the spool)" if spool is not None and spool.rows else ""
         stats.where_kept.append(
-            f"{jpath} (the journal): ship what is missing with `{PROG} --resume-journal {jpath}` "
-            "(same record ids, streams and times)"
+            f"{jpath} (the journal): ship what is missing with `{PROG} --resume-journal {jpath}`"
+            f"{also} (same record ids, streams and times)"
         )
     # --- end journal
     if incomplete and not config.dry_run:
