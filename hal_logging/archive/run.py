@@ -185,3 +185,39 @@ class ArchivedFileSource:
 
     def close(self) -> None:
         self.opened.close()
+
+
+class ArchiveInputError(Exception):
+    """An archive given as FILE cannot be read; the message says why."""
+
+
+def archive_input(config: Any, environ: Mapping[str, str] | None) -> tuple[Any, Any]:
+    """``(opened archive, journal replay or None)`` when ``config.files`` is one archive.
+
+    ``(None, None)`` for any other input. An archive of a journal is replayed
+    like ``--resume-journal`` (without a checkpoint: the destination's record
+    ids recognise what it holds); ``config.files`` is emptied either way.
+    """
+    from hal_logging.archive import is_archive_path
+    from hal_logging.pipeline.journal import JournalError, prepare_resume
+
+    arg = config.files[0]
+    if not (is_archive_path(arg) or is_blob_url(arg)):
+        return None, None
+    try:
+        opened = open_archive(arg, config.credential)
+    except ArchiveError as exc:
+        raise ArchiveInputError(str(exc)) from exc
+    resume = None
+    if opened.manifest.get("kind") == "journal":
+        config.resume_journal = arg
+        try:
+            resume = prepare_resume(config, environ, fh=opened.fh)
+        except JournalError as exc:
+            opened.close()
+            raise ArchiveInputError(str(exc)) from exc
+        finally:
+            config.resume_journal = None
+        config.no_checkpoint = True
+    config.files = []
+    return opened, resume

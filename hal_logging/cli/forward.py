@@ -699,28 +699,16 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         trusted = {**trusted_context(config, environ), **resume.trusted}
     archived_in: Any = None  # an archive given as FILE (read back like a file)
     if len(config.files) == 1 and not config.follow:
-        from hal_logging.archive import ArchiveError, is_archive_path, is_blob_url
-        from hal_logging.archive.run import open_archive
+        from hal_logging.archive.run import ArchiveInputError, archive_input
 
-        if is_archive_path(config.files[0]) or is_blob_url(config.files[0]):
-            try:
-                archived_in = open_archive(config.files[0], config.credential)
-            except ArchiveError as exc:
-                _eprint(f"{PROG}: {exc}")
-                return EXIT_INPUT
-            if archived_in.manifest.get("kind") == "journal":
-                from hal_logging.pipeline.journal import JournalError, prepare_resume
-
-                config.resume_journal = config.files[0]
-                try:
-                    resume = prepare_resume(config, environ, fh=archived_in.fh)
-                except JournalError as exc:
-                    _eprint(f"{PROG}: {exc}")
-                    return EXIT_INPUT
-                config.resume_journal = None
-                config.no_checkpoint = True
+        try:
+            archived_in, resume_in = archive_input(config, environ)
+        except ArchiveInputError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return EXIT_INPUT
+        if archived_in is not None:
+            resume = resume_in or resume
             trusted = {**trusted_context(config, environ), **archived_in.trusted}
-            config.files = []
     # --- end journal
     try:
         sink_name = resolve_sink_name(config)
