@@ -93,8 +93,9 @@ exit status (errors are never silent: -q hides summaries, not a failure):
   0   every record read was delivered (wrap mode: CMD's own status; 137 for a
       container killed by docker kill, the OOM killer or --stop-timeout;
       --container: the container's exit status)
-  75  some records were not delivered; stderr says how many and where they are
-      kept; rerun the same command to resume from the checkpoint
+  75  some records were not delivered (or the --archive is unfinished); stderr
+      says how many and where they are kept; rerun the same command to resume
+      from the checkpoint (wrap mode: --resume-journal JOURNAL)
   73  the destination cannot be used (workspace cannot be opened or created,
       sink cannot be built); nothing was shipped
   2   usage error;  1  an input file could not be read, or --container: no
@@ -232,6 +233,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="wrap mode: what the exit status carries: auto (CMD's status when everything "
         "was delivered, else 75), command (always CMD's), delivery (0/73/75)",
     )
+
+    # --- journal and archive (issue 16)
+    g = p.add_argument_group("journal and archive")
+    g.add_argument(
+        "--journal",
+        metavar="PATH",
+        help="wrap mode: write the journal (each read of each stream, before parsing) to PATH "
+        "(default: hal-forward-journal-<invocation>.haljournal beside the undelivered spool)",
+    )
+    g.add_argument(
+        "--no-journal", action="store_true", help="wrap mode: keep no journal (no resume)"
+    )
+    g.add_argument(
+        "--resume-journal",
+        metavar="PATH",
+        help="replay a wrap-mode journal after a crash: ship exactly what was not delivered, "
+        "with the live run's record ids, streams and times",
+    )
+    g.add_argument(
+        "--archive",
+        metavar="DEST",
+        help="keep the exact bytes (the journal, or the input file) gzip-compressed with a "
+        "manifest, one archive per task: a folder, or a Blob Storage container URL "
+        "https://ACCOUNT.blob.core.windows.net/CONTAINER",
+    )
+    # --- end journal and archive
 
     g = p.add_argument_group("context (trusted; falls back to the environment)")
     for col in schema.CONTEXT_COLUMNS:
@@ -601,7 +628,22 @@ def config_from_args(
         ns.input_format = "docker-json"
     if "--" in argv and not command:
         raise UsageError("nothing after '--': give the command to run, e.g. -- docker run IMAGE")
-    if not command and not ns.files and ns.container is None:
+    if ns.resume_journal and (command or ns.files or ns.follow):  # issue 16
+        raise UsageError("--resume-journal PATH replays a journal: give no FILE, --follow or -- CMD")
+    if (ns.journal or ns.no_journal) and not command:
+        raise UsageError("--journal and --no-journal only apply in wrap mode (-- CMD)")
+    if ns.journal and ns.no_journal:
+        raise UsageError("give --journal PATH or --no-journal, not both")
+    if ns.archive:
+        if ns.follow:
+            raise UsageError("--archive keeps finished files or wrap mode's journal, not --follow")
+        if ns.no_journal:
+            raise UsageError("--archive in wrap mode archives the journal: drop --no-journal")
+        if len(ns.files) > 1:
+            raise UsageError("--archive makes one archive per task: give one FILE per run")
+        if ns.dry_run:
+            raise UsageError("--dry-run writes nothing: drop --archive")
+    if not command and not ns.files and ns.container is None and not ns.resume_journal:
         raise UsageError(
             "nothing to forward: give FILE..., --follow FILE, -- CMD [ARG...] or --container NAME"
         )
@@ -700,6 +742,10 @@ def config_from_args(
         drop_message=list(ns.drop_message),
         drop_logger=list(ns.drop_logger),
         sample=sample,
+        journal=ns.journal,
+        no_journal=ns.no_journal,
+        resume_journal=ns.resume_journal,
+        archive=ns.archive,
         # --resend: the rows went through the filters when they were first
         # shipped; folding them again would merge rows of distinct record ids.
         fold_repeats=ns.fold_repeats and not ns.resend,
@@ -820,6 +866,31 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             return exc.exit_status
         # The container's environment, as the VM set it: context and secrets (like -e).
         config.command_env = container_env(container[1], config, environ)
+    # --- journal (issue 16): a replay takes the live run's context and settings
+    resume: Any = None
+    resumed_trust: dict[str, str] = {}  # the replayed run's own context wins
+    if config.resume_journal:
+        from hal_logging.pipeline.journal import JournalError, prepare_resume
+
+        try:
+            resume = prepare_resume(config, environ)
+        except JournalError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return EXIT_INPUT
+        resumed_trust = dict(resume.trusted)
+    archived_in: Any = None  # an archive given as FILE (read back like a file)
+    if len(config.files) == 1 and not config.follow:
+        from hal_logging.archive.run import ArchiveInputError, archive_input
+
+        try:
+            archived_in, resume_in = archive_input(config, environ)
+        except ArchiveInputError as exc:
+            _eprint(f"{PROG}: {exc}")
+            return EXIT_INPUT
+        if archived_in is not None:
+            resume = resume_in or resume
+            resumed_trust = dict(archived_in.trusted)
+    # --- end journal
     try:
         sink_name = resolve_sink_name(config)
     except SinkConfigError as exc:
@@ -829,7 +900,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     if why_not:
         _eprint(f"{PROG}: {why_not}")
         return EXIT_USAGE
-    trusted = trusted_context(config, environ)
+    trusted = {**trusted_context(config, environ), **resumed_trust}
     try:
         filters = build_filters(config, trusted)
     except ValueError as exc:
@@ -840,7 +911,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             if not quiet:
                 _eprint(f"{PROG}: {note}")
 
-    if not config.command and not config.follow:
+    if not config.command and not config.follow and not archived_in:
         dirs = [p for p in config.files if os.path.isdir(p)]
         if dirs:
             _eprint(
@@ -894,7 +965,29 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             _eprint(f"{PROG}: {msg}")
 
     source: Any
-    if config.command:
+    # --- journal (issue 16)
+    journal_store: Any = None
+    if resume is not None:
+        from hal_logging.pipeline.checkpoint import CheckpointStore, default_checkpoint_path
+
+        jstore = None
+        if not config.no_checkpoint:
+            try:
+                jstore = CheckpointStore(
+                    config.checkpoint or default_checkpoint_path(resume.path), destination
+                ).open(lock=not config.dry_run)
+            except CheckpointError as exc:
+                _eprint(f"{PROG}: {exc}")
+                return EXIT_INPUT
+            stores.append(jstore)
+            journal_store = jstore
+        source = resume.source(jstore, destination)
+    elif archived_in is not None:
+        from hal_logging.archive.run import ArchivedFileSource
+
+        source = ArchivedFileSource(archived_in)
+    # --- end journal
+    elif config.command:
         redacted_log: RedactedLog | None = None
         if config.raw_log_redacted:
             # Its own redactor (same values and shapes): the pipe readers call it.
@@ -1013,6 +1106,56 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             os.path.join(base, f"hal-forward-undelivered-{source.invocation[:12]}.jsonl")
         )
 
+    # --- journal (issue 16): on by default in wrap mode, before parsing
+    journal_writer: Any = None
+    if isinstance(source, CommandSource) and not config.no_journal and not config.dry_run:
+        from hal_logging.pipeline.journal import JournalError, start_live_journal
+
+        try:
+            journal_writer, jstore = start_live_journal(
+                config, source, trusted, destination, os.path.dirname(spool.path if spool else ".")
+            )
+        except (JournalError, CheckpointError) as exc:
+            if config.journal:
+                _eprint(f"{PROG}: {exc}")
+                return EXIT_USAGE
+            notify(f"{exc}; going on without a journal (no --resume-journal after a crash)")
+        else:
+            if jstore is not None:
+                stores.append(jstore)
+                journal_store = jstore
+    archiver: Any = None
+    if config.archive:
+        from hal_logging.archive import ArchiveError
+        from hal_logging.archive.run import start_archive
+
+        apath = (
+            journal_writer.path
+            if journal_writer is not None
+            else (config.resume_journal or (config.files[0] if config.files else None))
+        )
+        if apath is None:
+            _eprint(f"{PROG}: --archive: nothing to archive (no journal)")
+            return EXIT_USAGE
+        try:
+            archiver = start_archive(
+                config.archive,
+                kind="file" if config.files else "journal",
+                path=apath,
+                trusted=trusted,
+                credential=config.credential,
+                stream=config.input_stream,
+                notify=notify,
+            )
+        except ArchiveError as exc:  # not a folder, no SDK, no credential: fix and rerun
+            _eprint(f"{PROG}: {exc}")
+            if journal_writer is not None:
+                journal_writer.close()
+            for st in stores:
+                st.close()
+            return EXIT_USAGE
+    # --- end journal
+
     runner = Runner(
         config,
         source,
@@ -1048,8 +1191,32 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
             st.close()
         if spool is not None:
             spool.close()
+        if journal_writer is not None:  # journal (issue 16)
+            journal_writer.close()
+            if journal_writer.error:
+                stats.notes.append(
+                    f"{journal_writer.error}: the journal is incomplete (a --resume-journal "
+                    "after a crash would miss what came after)"
+                )
 
     # -- outcome -----------------------------------------------------------------
+    # --- archive (issue 16): part of completeness
+    archive_incomplete = False
+    if archiver is not None:
+        import time as _time
+
+        if not archiver.finish(_time.monotonic() + max(1.0, config.drain_timeout)):
+            archive_incomplete = True
+            stats.notes.append(f"archive incomplete: {archiver.error}")
+            stats.where_kept.append(archiver.where_kept())
+        elif not quiet:
+            p = archiver.progress
+            share = p.compressed / p.raw if p.raw else 0.0
+            notify(
+                f"archived {p.raw} bytes to {archiver.target.describe(archiver.name)} "
+                f"({p.compressed} compressed, {share:.1%}), manifest beside it"
+            )
+    # --- end archive
     if isinstance(source, CommandSource) and source.escalated:
         stats.notes.append(
             f"stopped for good after {source.stop_reason}: " + "; ".join(source.escalated)
@@ -1057,6 +1224,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     incomplete = stats.undelivered > 0 or stats.dead_lettered > 0 or runner.failure is not None
     unreadable_status = False
     errors: list[str] = []  # a failure's cause: shown even with -q
+    delivery_incomplete = incomplete  # archive (issue 16)
+    incomplete = incomplete or archive_incomplete
     if isinstance(source, FileSource):
         errors.extend(source.errors)
         if stats.interrupted and not source.finished:
@@ -1077,6 +1246,29 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         stats.notes.append(source.summary_note())
         if source.returncode is None or source.incomplete:
             incomplete = True  # the container's output was not read to its exit
+    # --- journal (issue 16): the final row is delivered once the run is complete
+    jpath = journal_writer.path if journal_writer is not None else config.resume_journal
+    if jpath and journal_store is not None and not delivery_incomplete and not config.dry_run:
+        from hal_logging.pipeline.journal import mark_exit_delivered
+
+        with contextlib.suppress(OSError):
+            mark_exit_delivered(journal_store, os.path.abspath(jpath), destination)
+    if resume is not None and resume.reader.torn:
+        stats.notes.append(f"the journal ends with {resume.reader.torn}: what came before was shipped")
+    if resume is not None and getattr(source, "unfinished", False):
+        stats.notes.append(
+            "the journal ends before the command did (the forwarder was stopped): its "
+            "output up to then was shipped, with a final row saying the exit status is unknown"
+        )
+    if archived_in is not None:
+        archived_in.close()
+    if delivery_incomplete and jpath and not config.dry_run:
+        also = " (instead of --resend of the spool)" if spool is not None and spool.rows else ""
+        stats.where_kept.append(
+            f"{jpath} (the journal): ship what is missing with `{PROG} --resume-journal {jpath}`"
+            f"{also} (same record ids, streams and times)"
+        )
+    # --- end journal
     delivery = Delivery()
     if incomplete and not config.dry_run:
         if isinstance(source, CommandSource):
@@ -1098,7 +1290,7 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
                 stats.where_kept.append(
                     f"{path} from its checkpoint {store.path}: rerun the same command to resume"
                 )
-            if not stores_by_input:
+            if not stores_by_input and resume is None:
                 stats.where_kept.append("the input files (no checkpoint: a rerun sends them again)")
         delivery = Delivery(
             complete=False,
@@ -1124,6 +1316,8 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
     if incomplete and not config.dry_run:
         n = stats.undelivered + stats.dead_lettered
         what = f"{n} record(s) not delivered" if n else "the input was not read to its end"
+        if archive_incomplete and not delivery_incomplete:  # archive (issue 16)
+            what = "the archive is incomplete"
         _eprint(f"{PROG}: {what}; kept in " + ("; ".join(stats.where_kept) or "the input"))
     if config.dry_run and not quiet:
         _eprint(stats.render_dry_run(config.price_per_gb, config.tasks_per_month))

@@ -99,6 +99,9 @@ class EmulatorConfig:
         default_factory=dict
     )  # SP client id -> secret (empty: any)
     token_lifetime: int = 3600
+    #: Issuer claim of Blob Storage tokens (None: Entra's form); another one makes
+    #: Azurite refuse them (issue 16's 403 test).
+    storage_issuer: str | None = None
     #: A row whose Message contains this is refused with 400, as the service refuses a
     #: row it cannot take — the way tests exercise bisecting and the dead-letter file.
     reject_marker: str | None = REJECT_MARKER
@@ -348,6 +351,8 @@ class Emulator:
         self.stats_counters = _Stats()
         self.workspace = Workspace(self.config.db)
         self.tokens = TokenIssuer(self.workspace.secret(), self.config.token_lifetime)
+        if self.config.storage_issuer:
+            self.tokens.storage_issuer = self.config.storage_issuer
         self._tmp = (
             tempfile.TemporaryDirectory(prefix="hal-emulator-") if not self.config.ca_dir else None
         )

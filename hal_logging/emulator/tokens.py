@@ -18,6 +18,20 @@ from hal_logging import _json
 
 AUDIENCE: Final = "https://monitor.azure.com"
 _PREFIX: Final = "hal-emu"
+#: Blob Storage (issue 16): Azurite reads the bearer token as a JWT and checks its
+#: claims (audience, issuer prefix, nbf/exp), not its signature.
+STORAGE_AUDIENCE: Final = "https://storage.azure.com"
+STORAGE_TENANT: Final = "00000000-0000-4000-8000-00000000e1e1"
+STORAGE_ISSUER: Final = f"https://sts.windows.net/{STORAGE_TENANT}/"
+
+
+def is_storage(resource_or_scope: str) -> bool:
+    value = resource_or_scope.strip()
+    for suffix in ("/.default", "//.default", "/"):
+        if value.endswith(suffix):
+            value = value[: -len(suffix)]
+            break
+    return value.rstrip("/") == STORAGE_AUDIENCE
 
 
 def audience_ok(resource_or_scope: str) -> bool:
@@ -41,6 +55,34 @@ class TokenIssuer:
     def __init__(self, secret: bytes, lifetime: int = 3600) -> None:
         self._secret = secret
         self.lifetime = lifetime
+        #: Issuer of storage tokens; another value makes Azurite refuse them (tests).
+        self.storage_issuer = STORAGE_ISSUER
+
+    def _storage_jwt(self, subject: str, expires: int) -> str:
+        """A JWT with the claims a storage service checks (signed with HS256, unchecked)."""
+        now = int(time.time())
+
+        def b64(obj: dict[str, Any]) -> bytes:
+            return base64.urlsafe_b64encode(_json.dumps(obj)).rstrip(b"=")
+
+        head = b64({"alg": "HS256", "typ": "JWT"})
+        body = b64(
+            {
+                "aud": STORAGE_AUDIENCE,
+                "iss": self.storage_issuer,
+                "iat": now - 60,
+                "nbf": now - 60,
+                "exp": expires,
+                "oid": subject,
+                "sub": subject,
+                "tid": STORAGE_TENANT,
+                "appid": subject,
+            }
+        )
+        sig = base64.urlsafe_b64encode(
+            hmac.new(self._secret, head + b"." + body, hashlib.sha256).digest()
+        ).rstrip(b"=")
+        return (head + b"." + body + b"." + sig).decode()
 
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self._secret, payload, hashlib.sha256).hexdigest()
@@ -50,6 +92,8 @@ class TokenIssuer:
     ) -> tuple[str, int]:
         """A token and its expiry (epoch seconds). ``kind``: managed-identity, service-principal, user."""
         expires = int(time.time()) + (self.lifetime if lifetime is None else lifetime)
+        if is_storage(audience):  # issue 16: a token Azurite (Blob Storage) accepts
+            return self._storage_jwt(subject, expires), expires
         body: dict[str, Any] = {"exp": expires, "aud": audience, "sub": subject, "kind": kind}
         payload = base64.urlsafe_b64encode(_json.dumps(body)).rstrip(b"=")
         return f"{_PREFIX}.{payload.decode()}.{self._sign(payload)}", expires

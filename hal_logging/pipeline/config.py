@@ -48,6 +48,12 @@ class ForwardConfig:
     # warnings found while reading the command line (an unreadable --env-file)
     notes: list[str] = field(default_factory=list)
 
+    # --- journal and archive (issue 16; hal_logging.pipeline.journal, hal_logging.archive)
+    journal: str | None = None  # wrap mode: journal path (default beside the spool)
+    no_journal: bool = False  # wrap mode: keep no journal
+    resume_journal: str | None = None  # replay a journal: ship what was not delivered
+    archive: str | None = None  # a folder or a Blob Storage container URL
+
     # --- sink ---------------------------------------------------------------
     sink: str = "auto"  # auto | sqlite | jsonl | azure | otlp
     db: str | None = None  # local workspace (default HAL_LOGGING_DB or ./hal-logs.db)

@@ -231,7 +231,7 @@ class Runner:
         self.stats.sink = sink.name
         self.progress = progress
         self.abort = abort or threading.Event()
-        self.live = source.mode in ("follow", "wrap", "container")
+        self.live = source.mode in ("follow", "wrap", "container", "journal")
         self.commit_checkpoints = not (config.dry_run or config.no_checkpoint)
         self.batcher = Batcher(
             config.batch_rows, config.batch_bytes, config.flush_interval, sink.batch_bytes
@@ -459,7 +459,7 @@ class Runner:
                     stats.bytes_read += n
                     for prescan in self._prescans:
                         prescan(g.source, g.parser.stream, ev.data, g.framer.offset)
-                    lines = g.framer.feed(ev.data, wall())
+                    lines = g.framer.feed(ev.data, wall() if ev.time is None else ev.time)
                     if lines:
                         stats.lines += len(lines)
                         g.last_end = lines[-1].end
@@ -475,7 +475,7 @@ class Runner:
                 elif isinstance(ev, Closed):
                     self._close(ev, now)
                 elif isinstance(ev, Idle) and self.live:
-                    t = wall()
+                    t = wall() if ev.time is None else ev.time
                     for g in self.gens.values():
                         recs = g.parser.poll(t)
                         if recs:
@@ -496,7 +496,7 @@ class Runner:
     def _close(self, ev: Closed, now: float) -> None:
         g = self.gens[ev.gen]
         if ev.complete:
-            t = time.time()
+            t = time.time() if ev.time is None else ev.time
             recs: list[Record] = []
             lines = g.framer.finish(t)
             if lines:
@@ -591,6 +591,7 @@ class Runner:
         # Anything still open (a source that stopped early) keeps its partial line unread.
         for g in self.gens.values():
             g.closed = True
+        journal = getattr(self.source, "journal", None)
         if isinstance(self.source, ExitStatusSource) and self.source.returncode is not None:
             # The command's (or container's) status is a fact whatever delivery
             # did: its row is delivered, or kept with the undelivered ones.
@@ -606,10 +607,19 @@ class Runner:
                 kind=kind,
             )
             row["Properties"].update(extra)
+            if journal is not None:  # journaled too: --resume-journal ships it (same id)
+                journal.exit(row)
             self.add_final_row(row, row_source)
             self.stats.command_status = src.exit_status
             self.stats.command_seconds = src.seconds
             self.stats.command_outcome = src.outcome
+        elif callable(getattr(self.source, "final_row", None)):  # a journal's replay
+            replayed = self.source.final_row(self.command_row)  # type: ignore[attr-defined]
+            if replayed is not None:
+                self.add_final_row(*replayed)
+                props = replayed[0].get("Properties") or {}
+                self.stats.command_status = props.get("exit_status")
+                self.stats.command_seconds = props.get("duration_seconds")
         if self.failure is None:
             if self.filters:
                 self._accept(self._flush_filters(), now)

@@ -62,6 +62,9 @@ class Opened:
 class Chunk:
     gen: str
     data: bytes
+    #: The read time the parser uses (None: the runner takes the time it gets the
+    #: chunk). Set by wrap mode's journal and by its replay, so both agree.
+    time: float | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -70,11 +73,14 @@ class Closed:
     #: False when reading stopped early (interrupted): a partial last line and
     #: open multi-line groups stay unread, for the next run to pick up.
     complete: bool = True
+    #: When the last partial line was framed (None: now); see ``Chunk.time``.
+    time: float | None = None
 
 
 @dataclass(eq=False, slots=True)
 class Idle:
-    pass
+    #: The timer tick's time (None: now); see ``Chunk.time``.
+    time: float | None = None
 
 
 Event = Opened | Chunk | Closed | Idle

@@ -52,7 +52,7 @@ from hal_logging.pipeline.outcome import (
     EXIT_CANNOT_EXECUTE,
     EXIT_NOT_FOUND,
 )
-from hal_logging.pipeline.sources import CHUNK_BYTES, IDLE, Chunk, Closed, Event, Opened
+from hal_logging.pipeline.sources import CHUNK_BYTES, IDLE, Chunk, Closed, Event, Idle, Opened
 from hal_logging.pipeline.sources.docker_run import (
     INVOCATION_LABEL,
     container_state,
@@ -182,6 +182,15 @@ class CommandSource:
         self._raw: BinaryIO | None = None
         self._raw_lock = threading.Lock()
         self.raw_error: str | None = None
+        # --- journal (issue 16): set by the CLI (hal_logging.pipeline.journal)
+        #: JournalWriter: every read, and how the parser was fed, before parsing.
+        self.journal: Any = None
+        #: Per stream, the checkpointed input of the journal (JournalInput), or None.
+        self.journal_inputs: dict[str, Any] = {}
+        #: Seconds after the last chunk during which timer ticks are journaled
+        #: (a tick can close a traceback group only until then).
+        self.journal_tick_window = 1.0 + 2 * POLL
+        # --- end journal
 
     def source_id(self, stream: str) -> str:
         return f"{self.invocation}-{stream}"
@@ -248,6 +257,7 @@ class CommandSource:
         self.spawn_error = message
 
     def _reader(self, stream: str, fd: int) -> None:
+        offset = 0  # journal: this stream's offset of the next byte read
         try:
             while True:
                 try:
@@ -262,6 +272,9 @@ class CommandSource:
                             self._raw.write(data)
                         except OSError as exc:
                             self.raw_error = f"--raw-log {self.raw_log}: {exc.strerror}"
+                if self.journal is not None:  # journal: before parsing
+                    self.journal.data(stream, offset, time.time(), data)
+                    offset += len(data)
                 if self.redacted_log is not None:
                     try:
                         self.redacted_log.feed(stream, data)
@@ -377,7 +390,10 @@ class CommandSource:
         for stream in ("stdout", "stderr"):
             # Under a pseudo-terminal both streams arrive on stdout: say "unknown".
             tag = "unknown" if self.merged and stream == "stdout" else stream
-            yield Opened(stream, tag, self.source_id(stream), 0)
+            yield Opened(stream, tag, self.source_id(stream), 0, self.journal_inputs.get(stream))
+        journal = self.journal
+        fed = {"stdout": 0, "stderr": 0}  # journal: stream offsets fed to the parser
+        last_chunk = 0.0
         exited_at: float | None = None
         held: tuple[str, bytes | None] | None = None
         while open_streams:
@@ -410,17 +426,28 @@ class CommandSource:
                     if time.monotonic() - exited_at > PIPE_GRACE:
                         # Something else still holds the pipes open: stop reading them.
                         for s in sorted(open_streams):
-                            yield Closed(s)
+                            yield self._closed(s, fed)
                         open_streams.clear()
                         break
+                if journal is not None and time.time() - last_chunk <= self.journal_tick_window:
+                    t = time.time()
+                    journal.tick(t)
+                    yield Idle(t)
+                    continue
                 yield IDLE
                 continue
             if data is None:
                 open_streams.discard(stream)
-                yield Closed(stream)
+                yield self._closed(stream, fed)
             else:
                 self.total_bytes += len(data)
-                yield Chunk(stream, data)
+                if journal is not None:
+                    last_chunk = t = time.time()
+                    fed[stream] += len(data)
+                    journal.fed(stream, fed[stream], t)
+                    yield Chunk(stream, data, t)
+                else:
+                    yield Chunk(stream, data)
         self.returncode = self.proc.wait()
         self.seconds = time.monotonic() - self.started
         if self._watchdog is not None:
@@ -430,6 +457,14 @@ class CommandSource:
             state = container_state(self.docker.prefix, cid)  # None once --rm removed it
             if state is not None:
                 self.oom_killed = state[1]
+
+    def _closed(self, stream: str, fed: dict[str, int]) -> Closed:
+        """A stream's end; journaled with the time its last partial line is framed."""
+        if self.journal is None:
+            return Closed(stream)
+        t = time.time()
+        self.journal.closed(stream, True, t)
+        return Closed(stream, True, t)
 
     @property
     def exit_status(self) -> int:
