@@ -58,7 +58,11 @@ def start_archive(
         finally:
             os.close(fd)
         assert ident_obj is not None
-        ident = ident_obj.source
+        from hal_logging.pipeline.checkpoint import context_tag
+
+        # The record-id source a fresh shipping of this file uses (its identity and
+        # the trusted context's tag): rows read back from the archive get the same ids.
+        ident = f"{ident_obj.source}#{context_tag(trusted)}"
 
         def extra() -> dict[str, Any]:
             return {"context": context, **file_streams(path, stream, ident)}

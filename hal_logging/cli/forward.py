@@ -1302,7 +1302,13 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         delivery = Delivery(complete=False, status=EXIT_INPUT)
     # None unless the source ran a command (any source that knows one sets it).
     command_status = stats.command_status
-    status = choose_exit_status(config.exit_status, command_status, delivery)
+    policy = config.exit_status
+    if policy == "auto" and (resume is not None or archived_in is not None):
+        # A replay (--resume-journal, an archive read back) is a delivery job: its
+        # status says whether the rows arrived; the command's is in the summary
+        # and the final row, as the live run wrote them.
+        policy = "delivery"
+    status = choose_exit_status(policy, command_status, delivery)
     stats.exit_status = status
     stats.delivery = delivery.as_json()
 

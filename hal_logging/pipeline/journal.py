@@ -368,6 +368,13 @@ class JournalSource:
         return f"{self.invocation}-{stream}"
 
     @property
+    def lifetime_start(self) -> float | None:
+        """When the live run's command was about to start (the header's time, written
+        just before it): wire-line times before it are claims, as they were live."""
+        started = self.header.get("started")
+        return float(started) if isinstance(started, (int, float)) else None
+
+    @property
     def merged(self) -> bool:
         return bool(self.header.get("merged"))
 
@@ -560,7 +567,9 @@ def start_live_journal(
     store: CheckpointStore | None = None
     if not config.no_checkpoint:
         try:
-            store = CheckpointStore(config.checkpoint or default_checkpoint_path(path)).open()
+            store = CheckpointStore(
+                config.checkpoint or default_checkpoint_path(path), destination
+            ).open()
         except BaseException:
             writer.close()
             raise
