@@ -63,11 +63,10 @@ def make_redact_filter(
     env = os.environ if environ is None else environ
     named = list(config.redact_env)
     named += [n for n in env.get(REDACT_ENV_VAR, "").split(",") if n.strip()]
-    command_env: Mapping[str, str] | None = getattr(config, "command_env", None)
     plan = plan_env_values(
         named,
         environ=env,
-        command_env=command_env,
+        command_env=config.command_env,
         secret_names=config.redact_secret_env_names,
     )
     flt = RedactFilter(Redactor(plan.values), trusted)
