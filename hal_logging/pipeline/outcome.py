@@ -130,7 +130,9 @@ def where_kept(
         )
     else:
         for path, checkpoint in (checkpoints or {}).items():
-            kept.append(f"{path} from its checkpoint {checkpoint}: rerun the same command to resume")
+            kept.append(
+                f"{path} from its checkpoint {checkpoint}: rerun the same command to resume"
+            )
         if not checkpoints:
             kept.append("the input files (no checkpoint: a rerun sends them again)")
     return kept
