@@ -3,7 +3,7 @@
 ``InputsConfig.mode`` says which ("files", "follow", "wrap", "container");
 each entry builds its source from the run's config and what the assembly has
 opened for it (:class:`SourceSetup`: checkpoint stores, the stop event, the
-attached container). Modules are imported only when their mode is chosen, so
+attached container). Each reads its settings from ``config.inputs``. Modules are imported only when their mode is chosen, so
 files mode never imports the Docker SDK. A new source is a module in this
 package and one entry here.
 """
@@ -49,21 +49,22 @@ class SourceSetup:
 def _wrap(config: ForwardConfig, setup: SourceSetup) -> Source:
     from hal_logging.pipeline.sources.command import CommandSource, RedactedLog
 
+    inputs = config.inputs
     redacted_log: RedactedLog | None = None
-    if config.raw_log_redacted:
+    if inputs.raw_log_redacted:
         from hal_logging.pipeline.filters import make_redact_filter
 
         # Its own redactor (same values and shapes): the pipe readers call it.
-        redactor = make_redact_filter(config, setup.trusted, setup.environ).redactor
+        redactor = make_redact_filter(config.filters, setup.trusted, setup.environ).redactor
         try:
-            redacted_log = RedactedLog(config.raw_log_redacted, redactor.redact_text)
+            redacted_log = RedactedLog(inputs.raw_log_redacted, redactor.redact_text)
         except OSError as exc:
             raise SourceSetupError(
-                f"cannot open --raw-log-redacted {config.raw_log_redacted}: "
+                f"cannot open --raw-log-redacted {inputs.raw_log_redacted}: "
                 f"{exc.strerror}; choose a writable path"
             ) from exc
     source = CommandSource(
-        config.command, config.raw_log, config.stop_timeout, redacted_log=redacted_log
+        list(inputs.command), inputs.raw_log, inputs.stop_timeout, redacted_log=redacted_log
     )
     source.notify = setup.notify
     return source
@@ -79,14 +80,15 @@ def _container(config: ForwardConfig, setup: SourceSetup) -> Source:
 def _follow(config: ForwardConfig, setup: SourceSetup) -> Source:
     from hal_logging.pipeline.sources.tail import TailSource
 
-    path = config.files[0]
+    inputs = config.inputs
+    path = inputs.files[0]
     return TailSource(
         path,
         setup.stores_by_input.get(path),
         setup.stop,
-        stream=config.input_stream,
-        until_pid=config.until_pid,
-        idle_exit=config.idle_exit,
+        stream=inputs.input_stream,
+        until_pid=inputs.until_pid,
+        idle_exit=inputs.idle_exit,
         notify=setup.notify,
         context_tag=setup.context_tag,
     )
@@ -95,11 +97,12 @@ def _follow(config: ForwardConfig, setup: SourceSetup) -> Source:
 def _files(config: ForwardConfig, setup: SourceSetup) -> Source:
     from hal_logging.pipeline.sources.file import FileSource
 
+    inputs = config.inputs
     return FileSource(
-        config.files,
+        list(inputs.files),
         setup.stores_by_input.get,
         setup.stop,
-        stream=config.input_stream,
+        stream=inputs.input_stream,
         notify=setup.notify,
         context_tag=setup.context_tag,
     )
