@@ -8,10 +8,12 @@ Three modes::
     hal-logging-forward [OPTIONS] --container NAME    # follow a Docker container to its exit
 
 This module only turns flags and environment into a
-:class:`~hal_logging.pipeline.config.ForwardConfig`, builds the source, sink
-and filters, runs the :class:`~hal_logging.pipeline.runner.Runner`, and prints
-the summary. Errors a user can fix are one line on stderr saying what to do,
-never a traceback.
+:class:`~hal_logging.pipeline.config.ForwardConfig` (whose components check
+their own settings: a refused one is a usage error) and hands it to
+:func:`hal_logging.pipeline.assemble.run_forward`, which builds the source,
+sink and filters, runs the :class:`~hal_logging.pipeline.runner.Runner` and
+prints the summary. Errors a user can fix are one line on stderr saying what
+to do, never a traceback.
 
 Exit status (defined once, in :mod:`hal_logging.pipeline.outcome`): 0 every
 record read was delivered; 75 some were not (stderr and ``--summary-json`` say
@@ -36,16 +38,15 @@ Checkpoints belong to their destination (:mod:`hal_logging.pipeline.destination`
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hal_logging import schema
-from hal_logging.pipeline.config import DEFAULT_PRICE_PER_GB, ForwardConfig
+from hal_logging.pipeline.assemble import PROG, run_forward
+from hal_logging.pipeline.assemble import eprint as _eprint
+from hal_logging.pipeline.config import DEFAULT_PRICE_PER_GB, ConfigError, ForwardConfig
 from hal_logging.pipeline.outcome import (
     EXIT_DESTINATION,
     EXIT_INPUT,
@@ -53,13 +54,11 @@ from hal_logging.pipeline.outcome import (
     EXIT_STATUS_POLICIES,
     EXIT_UNDELIVERED,
     EXIT_USAGE,
-    Delivery,
 )
-from hal_logging.pipeline.outcome import exit_status as choose_exit_status
+from hal_logging.pipeline.parsing import INPUT_FORMATS
+from hal_logging.pipeline.sinks import SINK_NAMES
+from hal_logging.pipeline.spool import Spool as _Spool  # noqa: F401 - tests import it here
 
-PROG = "hal-logging-forward"
-
-INPUT_FORMATS = ("auto", "docker-json", "docker-timestamps", "raw")
 LEVEL_CHOICES = schema.LEVELS
 
 EPILOG = """\
@@ -303,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument(
         "--sink",
-        choices=("auto", "sqlite", "jsonl", "azure", "otlp"),
+        choices=SINK_NAMES,
         default="auto",
         help="where rows go (default auto: Azure if configured, else the local workspace)",
     )
@@ -613,64 +612,12 @@ def config_from_args(
     env = os.environ if environ is None else environ
     opts, command = _split_command(argv)
     ns = build_parser().parse_args(opts)
-    if command and ns.files:
-        raise UsageError("give FILEs or a command after '--', not both")
-    if ns.container is not None:
-        if not ns.container.strip():
-            raise UsageError("--container needs a container name or id")
-        if ns.files or command or ns.follow:
-            raise UsageError(
-                "--container reads one container's output: give no FILEs, no --follow and "
-                "no command after '--' (run one forwarder per container)"
-            )
-        if ns.input_format not in ("auto", "docker-json"):
-            raise UsageError("--container reads Docker's own log format: drop --input-format")
-        ns.input_format = "docker-json"
+    if ns.container is not None and ns.input_format == "auto":
+        ns.input_format = "docker-json"  # the container's log is Docker's own format
     if "--" in argv and not command:
         raise UsageError("nothing after '--': give the command to run, e.g. -- docker run IMAGE")
-    if ns.resume_journal and (command or ns.files or ns.follow):  # issue 16
-        raise UsageError("--resume-journal PATH replays a journal: give no FILE, --follow or -- CMD")
-    if (ns.journal or ns.no_journal) and not command:
-        raise UsageError("--journal and --no-journal only apply in wrap mode (-- CMD)")
-    if ns.journal and ns.no_journal:
-        raise UsageError("give --journal PATH or --no-journal, not both")
-    if ns.archive:
-        if ns.follow:
-            raise UsageError("--archive keeps finished files or wrap mode's journal, not --follow")
-        if ns.no_journal:
-            raise UsageError("--archive in wrap mode archives the journal: drop --no-journal")
-        if len(ns.files) > 1:
-            raise UsageError("--archive makes one archive per task: give one FILE per run")
-        if ns.dry_run:
-            raise UsageError("--dry-run writes nothing: drop --archive")
-    if not command and not ns.files and ns.container is None and not ns.resume_journal:
-        raise UsageError(
-            "nothing to forward: give FILE..., --follow FILE, -- CMD [ARG...] or --container NAME"
-        )
-    if ns.follow and command:
-        raise UsageError("--follow reads a file; wrap mode (-- CMD) already forwards live")
-    if ns.follow and len(ns.files) != 1:
-        raise UsageError("--follow takes exactly one FILE (run one forwarder per file)")
-    if ns.resend and (ns.follow or command or ns.container is not None):
-        raise UsageError(
-            "--resend ships finished files written by hal-logging (dead-letter, spill or "
-            "undelivered files): give them as FILE..., without --follow or -- CMD"
-        )
-    if (ns.until_pid is not None or ns.idle_exit is not None) and not ns.follow:
-        raise UsageError("--until-pid and --idle-exit only apply with --follow")
-    if ns.raw_log and not command:
-        raise UsageError("--raw-log only applies in wrap mode (-- CMD)")
     if ns.stop_timeout is not None and not command:
         raise UsageError("--stop-timeout only applies in wrap mode (-- CMD)")
-    if ns.raw_log_redacted and not command:
-        raise UsageError("--raw-log-redacted only applies in wrap mode (-- CMD)")
-    if ns.raw_log_redacted and not ns.redact:
-        raise UsageError("--raw-log-redacted needs redaction: drop --no-redact, or use --raw-log")
-    if ns.exit_status != "auto" and not (command or ns.container):
-        raise UsageError(
-            "--exit-status only applies in wrap mode (-- CMD) or with --container: "
-            "other modes have no command status"
-        )
 
     sample: dict[str, float] = {}
     for k, v in _pairs(ns.sample, "--sample").items():
@@ -680,15 +627,8 @@ def config_from_args(
             raise UsageError(
                 f"--sample {k}={v}: the ratio must be a number between 0 and 1"
             ) from None
-        if not 0.0 <= ratio <= 1.0:
-            raise UsageError(f"--sample {k}={v}: the ratio must be between 0 and 1")
         sample[k] = ratio
     logger_levels = {k: v.upper() for k, v in _pairs(ns.logger_levels, "--logger-level").items()}
-    for k, v in logger_levels.items():
-        if v not in schema.LEVELS:
-            raise UsageError(
-                f"--logger-level {k}={v}: LEVEL must be one of {', '.join(schema.LEVELS)}"
-            )
 
     notes: list[str] = []
     context: dict[str, str | None] = {}
@@ -754,581 +694,11 @@ def config_from_args(
         price_per_gb=ns.price_per_gb,
         tasks_per_month=ns.tasks_per_month,
     )
+    try:
+        cfg.validate()  # each component's own checks (pipeline.config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     return cfg
-
-
-def _eprint(msg: str) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        print(msg, file=sys.stderr, flush=True)
-
-
-class _Spool:
-    """Wrap mode's undelivered rows, kept as wire lines for ``hal-logging-forward --resend FILE``.
-
-    A pipe cannot be re-read, so rows that could not be delivered are written
-    here (one ``{"_hal":1,...}`` line per row, the format the forwarder reads
-    back with every column intact).
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fh: Any = None
-        self.rows = 0
-
-    def write(self, records: Sequence[Any]) -> None:
-        from hal_logging import _json
-
-        if self._fh is None:
-            self._fh = open(self.path, "ab")
-        prefix = schema.WIRE_PREFIX
-        for r in records:
-            body = _json.dumps(r.row)
-            self._fh.write(prefix + body[1:] + b"\n" if len(body) > 2 else prefix[:-1] + b"}\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self.rows += len(records)
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-
-
-def _open_stores(config: ForwardConfig, destination: str = "") -> tuple[dict[str, Any], list[Any]]:
-    """Checkpoint store per input path (one shared store with --checkpoint), each
-    reading and writing the entries of ``destination`` only."""
-    from hal_logging.pipeline.checkpoint import CheckpointStore, default_checkpoint_path
-
-    by_input: dict[str, Any] = {}
-    opened: dict[str, Any] = {}
-    if config.no_checkpoint or config.command:
-        return by_input, []
-    for path in config.files:
-        cpath = config.checkpoint or default_checkpoint_path(path)
-        cpath = os.path.abspath(cpath)
-        if cpath not in opened:
-            opened[cpath] = CheckpointStore(cpath, destination).open(lock=not config.dry_run)
-        by_input[path] = opened[cpath]
-    return by_input, list(opened.values())
-
-
-def _write_summary(config: ForwardConfig, stats: Any) -> None:
-    """``--summary-json``: the run's facts, written atomically (or to stdout for '-')."""
-    if not config.summary_json:
-        return
-    from hal_logging import _json
-
-    data = stats.to_json(
-        price_per_gb=config.price_per_gb if config.dry_run else None,
-        tasks_per_month=config.tasks_per_month if config.dry_run else None,
-    )
-    data["cost_by_plan"] = stats.cost_by_plan(config.tasks_per_month, config.price_per_gb)
-    payload = _json.dumps(data) + b"\n"
-    try:
-        if config.summary_json == "-":
-            sys.stdout.buffer.write(payload)
-            sys.stdout.flush()
-        else:
-            tmp = config.summary_json + ".tmp"
-            with open(tmp, "wb") as fh:
-                fh.write(payload)
-            os.replace(tmp, config.summary_json)
-    except OSError as exc:
-        _eprint(f"{PROG}: cannot write --summary-json {config.summary_json}: {exc.strerror}")
-
-
-def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None) -> int:
-    """Run the forwarder for a parsed config; returns the exit status."""
-    from hal_logging.pipeline.checkpoint import CheckpointError, context_tag
-    from hal_logging.pipeline.destination import destination_id, refusal
-    from hal_logging.pipeline.filters import build_filters, make_redact_filter
-    from hal_logging.pipeline.model import DeliveryError
-    from hal_logging.pipeline.runner import Runner, trusted_context
-    from hal_logging.pipeline.sinks import SinkConfigError, make_sink, resolve_sink_name
-    from hal_logging.pipeline.sinks.sqlite import default_db_path
-    from hal_logging.pipeline.sources.command import CommandError, CommandSource, RedactedLog
-    from hal_logging.pipeline.sources.docker_engine import ContainerError
-    from hal_logging.pipeline.sources.file import FileSource
-    from hal_logging.pipeline.sources.tail import TailSource
-    from hal_logging.pipeline.summary import RunStats
-
-    quiet = config.quiet
-    for note in config.notes:  # warnings from the command line: shown even with -q
-        _eprint(f"{PROG}: {note}")
-    container: Any = None  # --container: (client, ContainerInfo)
-    container_store: Any = None
-    if config.container:
-        from hal_logging.pipeline.sources.container import ContainerSource, attach, container_env
-
-        try:
-            container = attach(config.container)
-        except ContainerError as exc:
-            _eprint(f"{PROG}: {exc}")
-            return exc.exit_status
-        # The container's environment, as the VM set it: context and secrets (like -e).
-        config.command_env = container_env(container[1], config, environ)
-    # --- journal (issue 16): a replay takes the live run's context and settings
-    resume: Any = None
-    resumed_trust: dict[str, str] = {}  # the replayed run's own context wins
-    if config.resume_journal:
-        from hal_logging.pipeline.journal import JournalError, prepare_resume
-
-        try:
-            resume = prepare_resume(config, environ)
-        except JournalError as exc:
-            _eprint(f"{PROG}: {exc}")
-            return EXIT_INPUT
-        resumed_trust = dict(resume.trusted)
-    archived_in: Any = None  # an archive given as FILE (read back like a file)
-    if len(config.files) == 1 and not config.follow:
-        from hal_logging.archive.run import ArchiveInputError, archive_input
-
-        try:
-            archived_in, resume_in = archive_input(config, environ)
-        except ArchiveInputError as exc:
-            _eprint(f"{PROG}: {exc}")
-            return EXIT_INPUT
-        if archived_in is not None:
-            resume = resume_in or resume
-            resumed_trust = dict(archived_in.trusted)
-    # --- end journal
-    try:
-        sink_name = resolve_sink_name(config)
-    except SinkConfigError as exc:
-        _eprint(f"{PROG}: {exc}")
-        return EXIT_USAGE
-    why_not = refusal(config, sink_name)  # an Azure VM with no ingestion settings
-    if why_not:
-        _eprint(f"{PROG}: {why_not}")
-        return EXIT_USAGE
-    trusted = {**trusted_context(config, environ), **resumed_trust}
-    try:
-        filters = build_filters(config, trusted)
-    except ValueError as exc:
-        _eprint(f"{PROG}: {exc}")
-        return EXIT_USAGE
-    for f in filters:
-        for note in getattr(f, "notes", ()):
-            if not quiet:
-                _eprint(f"{PROG}: {note}")
-
-    if not config.command and not config.follow and not archived_in:
-        dirs = [p for p in config.files if os.path.isdir(p)]
-        if dirs:
-            _eprint(
-                f"{PROG}: is a directory: {', '.join(dirs)} (nothing was shipped; give the "
-                "log files inside it, e.g. DIR/*.log)"
-            )
-            return EXIT_INPUT
-        missing = [p for p in config.files if not os.path.isfile(p)]
-        if missing:
-            _eprint(
-                f"{PROG}: no such file: {', '.join(missing)} (nothing was shipped; for a file "
-                "that does not exist yet use --follow)"
-            )
-            return EXIT_INPUT
-
-    if sink_name == "sqlite" and config.sink == "auto" and not quiet:
-        db = config.db or default_db_path()
-        _eprint(
-            f"{PROG}: no Azure endpoint and rule id set: writing to the local workspace {db} "
-            f"(read it with: hal-logging query --db {db})"
-        )
-
-    destination = destination_id(config, sink_name)
-    try:
-        stores_by_input, stores = _open_stores(config, destination)
-    except CheckpointError as exc:
-        _eprint(f"{PROG}: {exc}")
-        return EXIT_INPUT
-    if container is not None:
-        from hal_logging.pipeline.sources.container import open_store
-
-        try:
-            container_store = open_store(config, container[1], destination)
-        except CheckpointError as exc:
-            _eprint(f"{PROG}: {exc}")
-            return EXIT_INPUT
-        stores += [container_store] if container_store is not None else []
-    for st in stores:
-        if st.warning and not quiet:
-            _eprint(f"{PROG}: {st.warning}")
-
-    stop = threading.Event()
-    abort = threading.Event()
-    stats = RunStats()
-    stats.destination = destination
-    stats.exit_status_policy = config.exit_status
-    ctx_tag = context_tag(trusted)
-
-    def notify(msg: str) -> None:
-        if not quiet:
-            _eprint(f"{PROG}: {msg}")
-
-    source: Any
-    # --- journal (issue 16)
-    journal_store: Any = None
-    if resume is not None:
-        from hal_logging.pipeline.checkpoint import CheckpointStore, default_checkpoint_path
-
-        jstore = None
-        if not config.no_checkpoint:
-            try:
-                jstore = CheckpointStore(
-                    config.checkpoint or default_checkpoint_path(resume.path), destination
-                ).open(lock=not config.dry_run)
-            except CheckpointError as exc:
-                _eprint(f"{PROG}: {exc}")
-                return EXIT_INPUT
-            stores.append(jstore)
-            journal_store = jstore
-        source = resume.source(jstore, destination)
-    elif archived_in is not None:
-        from hal_logging.archive.run import ArchivedFileSource
-
-        source = ArchivedFileSource(archived_in)
-    # --- end journal
-    elif config.command:
-        redacted_log: RedactedLog | None = None
-        if config.raw_log_redacted:
-            # Its own redactor (same values and shapes): the pipe readers call it.
-            redactor = make_redact_filter(config, trusted, environ).redactor
-            try:
-                redacted_log = RedactedLog(config.raw_log_redacted, redactor.redact_text)
-            except OSError as exc:
-                _eprint(
-                    f"{PROG}: cannot open --raw-log-redacted {config.raw_log_redacted}: "
-                    f"{exc.strerror}; choose a writable path"
-                )
-                for st in stores:
-                    st.close()
-                return EXIT_USAGE
-        source = CommandSource(
-            config.command, config.raw_log, config.stop_timeout, redacted_log=redacted_log
-        )
-        source.notify = notify
-    elif container is not None:
-        source = ContainerSource(container[0], container[1], container_store, stop, notify)
-    elif config.follow:
-        path = config.files[0]
-        source = TailSource(
-            path,
-            stores_by_input.get(path),
-            stop,
-            stream=config.input_stream,
-            until_pid=config.until_pid,
-            idle_exit=config.idle_exit,
-            notify=notify,
-            context_tag=ctx_tag,
-        )
-    else:
-        source = FileSource(
-            config.files,
-            stores_by_input.get,
-            stop,
-            stream=config.input_stream,
-            notify=notify,
-            context_tag=ctx_tag,
-        )
-
-    try:
-        sink = make_sink(config)
-    except (SinkConfigError, DeliveryError) as exc:
-        # The destination cannot be used (workspace cannot be opened or created,
-        # the sink's package is missing, its settings are refused): EX_CANTCREAT.
-        # A missing setting is a usage error, as before.
-        usage = isinstance(exc, SinkConfigError) and not isinstance(exc.__cause__, ImportError)
-        _eprint(f"{PROG}: {exc}\n{PROG}: nothing was shipped; fix the above and rerun")
-        for st in stores:
-            st.close()
-        source.close()
-        if usage:
-            return EXIT_USAGE
-        # An orchestrator waiting for the summary gets one: nothing delivered, and why.
-        stats.exit_status = EXIT_DESTINATION
-        stats.mode, stats.sink = source.mode, sink_name
-        stats.delivery = Delivery(complete=False, status=EXIT_DESTINATION).as_json()
-        stats.notes.append(f"destination cannot be used: {exc}")
-        stats.finish()
-        _write_summary(config, stats)
-        return EXIT_DESTINATION
-
-    signals_seen: list[int] = []
-    runner_box: list[Any] = []
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        signals_seen.append(signum)
-        if isinstance(source, CommandSource):
-            source.forward_signal(signum)
-            if source.returncode is not None or len(signals_seen) > 2:
-                abort.set()
-                sink.deadline = 0.0
-            return
-        if stats.interrupted is None:
-            stats.interrupted = signal.Signals(signum).name
-        if stop.is_set():  # second signal: stop waiting for the drain
-            abort.set()
-            sink.deadline = 0.0
-        stop.set()
-
-    old_handlers = {}
-    stop_signals = [signal.SIGINT, signal.SIGTERM]
-    if isinstance(source, CommandSource) and signal.getsignal(signal.SIGHUP) == signal.SIG_DFL:
-        # CMD runs in its own session, so a closed terminal's SIGHUP reaches only us:
-        # pass it on like SIGTERM. (Not under nohup, which ignores it for both of us.)
-        stop_signals.append(signal.SIGHUP)
-    for sig in stop_signals:
-        with contextlib.suppress(ValueError):  # not the main thread
-            old_handlers[sig] = signal.signal(sig, on_signal)
-
-    progress_bar: Any = None
-    show_progress = config.progress
-    if show_progress is None:
-        show_progress = (not quiet) and isinstance(source, FileSource) and sys.stderr.isatty()
-    if show_progress and isinstance(source, FileSource):
-        try:
-            from tqdm import tqdm
-
-            progress_bar = tqdm(
-                total=source.total_bytes,
-                unit="B",
-                unit_scale=True,
-                file=sys.stderr,
-                desc="shipping",
-                leave=False,
-            )
-        except ImportError:
-            progress_bar = None
-
-    spool: _Spool | None = None
-    if isinstance(source, CommandSource):
-        base = os.path.dirname(os.path.abspath(config.raw_log)) if config.raw_log else os.getcwd()
-        spool = _Spool(
-            os.path.join(base, f"hal-forward-undelivered-{source.invocation[:12]}.jsonl")
-        )
-
-    # --- journal (issue 16): on by default in wrap mode, before parsing
-    journal_writer: Any = None
-    if isinstance(source, CommandSource) and not config.no_journal and not config.dry_run:
-        from hal_logging.pipeline.journal import JournalError, start_live_journal
-
-        try:
-            journal_writer, jstore = start_live_journal(
-                config, source, trusted, destination, os.path.dirname(spool.path if spool else ".")
-            )
-        except (JournalError, CheckpointError) as exc:
-            if config.journal:
-                _eprint(f"{PROG}: {exc}")
-                return EXIT_USAGE
-            notify(f"{exc}; going on without a journal (no --resume-journal after a crash)")
-        else:
-            if jstore is not None:
-                stores.append(jstore)
-                journal_store = jstore
-    archiver: Any = None
-    if config.archive:
-        from hal_logging.archive import ArchiveError
-        from hal_logging.archive.run import start_archive
-
-        apath = (
-            journal_writer.path
-            if journal_writer is not None
-            else (config.resume_journal or (config.files[0] if config.files else None))
-        )
-        if apath is None:
-            _eprint(f"{PROG}: --archive: nothing to archive (no journal)")
-            return EXIT_USAGE
-        try:
-            archiver = start_archive(
-                config.archive,
-                kind="file" if config.files else "journal",
-                path=apath,
-                trusted=trusted,
-                credential=config.credential,
-                stream=config.input_stream,
-                notify=notify,
-            )
-        except ArchiveError as exc:  # not a folder, no SDK, no credential: fix and rerun
-            _eprint(f"{PROG}: {exc}")
-            if journal_writer is not None:
-                journal_writer.close()
-            for st in stores:
-                st.close()
-            return EXIT_USAGE
-    # --- end journal
-
-    runner = Runner(
-        config,
-        source,
-        sink,
-        trusted=trusted,
-        filters=filters,
-        stats=stats,
-        progress=progress_bar.update if progress_bar is not None else None,
-        abort=abort,
-    )
-    runner_box.append(runner)
-    if spool is not None:
-        runner.on_undelivered = spool.write
-    try:
-        try:
-            runner.run()
-        except CommandError as exc:  # --raw-log cannot be opened: nothing was started
-            _eprint(f"{PROG}: {exc}")
-            return EXIT_USAGE
-        except ContainerError as exc:
-            _eprint(f"{PROG}: {exc}")
-            return exc.exit_status
-    finally:
-        for sig, h in old_handlers.items():
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(sig, h)
-        if progress_bar is not None:
-            progress_bar.close()
-        with contextlib.suppress(Exception):
-            sink.close()
-        source.close()
-        for st in stores:
-            st.close()
-        if spool is not None:
-            spool.close()
-        if journal_writer is not None:  # journal (issue 16)
-            journal_writer.close()
-            if journal_writer.error:
-                stats.notes.append(
-                    f"{journal_writer.error}: the journal is incomplete (a --resume-journal "
-                    "after a crash would miss what came after)"
-                )
-
-    # -- outcome -----------------------------------------------------------------
-    # --- archive (issue 16): part of completeness
-    archive_incomplete = False
-    if archiver is not None:
-        import time as _time
-
-        if not archiver.finish(_time.monotonic() + max(1.0, config.drain_timeout)):
-            archive_incomplete = True
-            stats.notes.append(f"archive incomplete: {archiver.error}")
-            stats.where_kept.append(archiver.where_kept())
-        elif not quiet:
-            p = archiver.progress
-            share = p.compressed / p.raw if p.raw else 0.0
-            notify(
-                f"archived {p.raw} bytes to {archiver.target.describe(archiver.name)} "
-                f"({p.compressed} compressed, {share:.1%}), manifest beside it"
-            )
-    # --- end archive
-    if isinstance(source, CommandSource) and source.escalated:
-        stats.notes.append(
-            f"stopped for good after {source.stop_reason}: " + "; ".join(source.escalated)
-        )
-    incomplete = stats.undelivered > 0 or stats.dead_lettered > 0 or runner.failure is not None
-    unreadable_status = False
-    errors: list[str] = []  # a failure's cause: shown even with -q
-    delivery_incomplete = incomplete  # archive (issue 16)
-    incomplete = incomplete or archive_incomplete
-    if isinstance(source, FileSource):
-        errors.extend(source.errors)
-        if stats.interrupted and not source.finished:
-            incomplete = True
-            stats.notes.append(f"interrupted by {stats.interrupted}: reading stopped early")
-        unreadable = [p for p, n in source.remaining.items() if n == -1]
-        if unreadable and not incomplete:
-            unreadable_status = True
-    if isinstance(source, (FileSource, TailSource)):
-        stats.resumed = dict(source.resumed)
-    if isinstance(source, CommandSource) and source.spawn_error:
-        _eprint(f"{PROG}: {source.spawn_error} (exit status {source.exit_status})")
-    if runner.failure is not None:
-        errors.extend(n for n in stats.notes if n.startswith("delivery stopped"))
-        errors.extend(n for n in stats.notes if n.startswith("cannot write checkpoint"))
-    errors.extend(n for n in stats.notes if n.startswith("drain timeout"))
-    if container is not None:
-        stats.notes.append(source.summary_note())
-        if source.returncode is None or source.incomplete:
-            incomplete = True  # the container's output was not read to its exit
-    # --- journal (issue 16): the final row is delivered once the run is complete
-    jpath = journal_writer.path if journal_writer is not None else config.resume_journal
-    if jpath and journal_store is not None and not delivery_incomplete and not config.dry_run:
-        from hal_logging.pipeline.journal import mark_exit_delivered
-
-        with contextlib.suppress(OSError):
-            mark_exit_delivered(journal_store, os.path.abspath(jpath), destination)
-    if resume is not None and resume.reader.torn:
-        stats.notes.append(f"the journal ends with {resume.reader.torn}: what came before was shipped")
-    if resume is not None and getattr(source, "unfinished", False):
-        stats.notes.append(
-            "the journal ends before the command did (the forwarder was stopped): its "
-            "output up to then was shipped, with a final row saying the exit status is unknown"
-        )
-    if archived_in is not None:
-        archived_in.close()
-    if delivery_incomplete and jpath and not config.dry_run:
-        also = " (instead of --resend of the spool)" if spool is not None and spool.rows else ""
-        stats.where_kept.append(
-            f"{jpath} (the journal): ship what is missing with `{PROG} --resume-journal {jpath}`"
-            f"{also} (same record ids, streams and times)"
-        )
-    # --- end journal
-    delivery = Delivery()
-    if incomplete and not config.dry_run:
-        if isinstance(source, CommandSource):
-            if spool is not None and spool.rows:
-                stats.where_kept.append(
-                    f"{spool.path} ({spool.rows} rows as wire lines): ship it later with "
-                    f"`{PROG} --resend {spool.path}` (keeps their record ids and context)"
-                )
-            if config.raw_log:
-                stats.where_kept.append(f"{config.raw_log} (the command's raw output)")
-        elif container is not None:
-            stats.where_kept.append(
-                f"the log of container {config.container}"
-                + (f" from its checkpoint {container_store.path}" if container_store else "")
-                + ": rerun the same command to resume"
-            )
-        else:
-            for path, store in stores_by_input.items():
-                stats.where_kept.append(
-                    f"{path} from its checkpoint {store.path}: rerun the same command to resume"
-                )
-            if not stores_by_input and resume is None:
-                stats.where_kept.append("the input files (no checkpoint: a rerun sends them again)")
-        delivery = Delivery(
-            complete=False,
-            status=EXIT_UNDELIVERED,
-            undelivered=stats.undelivered + stats.dead_lettered,
-            where_kept=stats.where_kept,
-        )
-    elif unreadable_status:
-        delivery = Delivery(complete=False, status=EXIT_INPUT)
-    # None unless the source ran a command (any source that knows one sets it).
-    command_status = stats.command_status
-    policy = config.exit_status
-    if policy == "auto" and (resume is not None or archived_in is not None):
-        # A replay (--resume-journal, an archive read back) is a delivery job: its
-        # status says whether the rows arrived; the command's is in the summary
-        # and the final row, as the live run wrote them.
-        policy = "delivery"
-    status = choose_exit_status(policy, command_status, delivery)
-    stats.exit_status = status
-    stats.delivery = delivery.as_json()
-
-    if not quiet:
-        _eprint(stats.render())
-        if not config.dry_run:  # the dry run's report ends with the same lines
-            _eprint(stats.render_cost_by_plan(config.tasks_per_month, config.price_per_gb))
-    elif errors:  # -q: the summary is not shown, the cause still is
-        for e in dict.fromkeys(errors):
-            _eprint(f"{PROG}: {e}")
-    if incomplete and not config.dry_run:
-        n = stats.undelivered + stats.dead_lettered
-        what = f"{n} record(s) not delivered" if n else "the input was not read to its end"
-        if archive_incomplete and not delivery_incomplete:  # archive (issue 16)
-            what = "the archive is incomplete"
-        _eprint(f"{PROG}: {what}; kept in " + ("; ".join(stats.where_kept) or "the input"))
-    if config.dry_run and not quiet:
-        _eprint(stats.render_dry_run(config.price_per_gb, config.tasks_per_month))
-    _write_summary(config, stats)
-    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,18 +1,59 @@
-"""Every setting of the forwarder, in one typed place.
+"""Every setting of the forwarder, in one typed place, and each component's share of it.
 
-The CLI (``hal_logging.cli.forward``) fills this from flags and environment; the
-pipeline stages read it. Names follow what Fluent Bit / Vector users know
-(``flush_interval``, ``batch``, ``checkpoint``, ``dead_letter``).
+The CLI (``hal_logging.cli.forward``) fills :class:`ForwardConfig` from flags
+and environment. Each component reads its own part of it
+(:mod:`hal_logging.pipeline.settings`: inputs, filters, delivery, reporting,
+one config per sink), a small frozen config with its own ``validate()``.
+
+Why a flat ``ForwardConfig`` with properties, and not one nested config:
+the flat fields are what the command line, the tests and the programmatic
+users write (``ForwardConfig(files=[...], sink="jsonl")``), and the runner
+reads a handful of them on its hot path. The component configs are built
+from them on demand, so a component sees (and validates) only its own
+settings, and nothing that writes a ``ForwardConfig`` had to change.
+
+Names follow what Fluent Bit / Vector users know (``flush_interval``,
+``batch``, ``checkpoint``, ``dead_letter``). This module imports nothing of
+the pipeline's components: every component may import it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hal_logging.pipeline.settings import (
+    DEFAULT_PRICE_PER_GB,
+    AzureConfig,
+    ConfigError,
+    DeliveryConfig,
+    FiltersConfig,
+    InputsConfig,
+    JsonlConfig,
+    NullConfig,
+    OtlpConfig,
+    ReportingConfig,
+    SinkConfig,
+    SinkConfigError,
+    SqliteConfig,
+)
 from hal_logging.schema import STREAM_NAME
 
-#: Analytics tier list price per GB (docs/facts.md §1).
-DEFAULT_PRICE_PER_GB = 2.30
+__all__ = [
+    "DEFAULT_PRICE_PER_GB",
+    "AzureConfig",
+    "ConfigError",
+    "DeliveryConfig",
+    "FiltersConfig",
+    "ForwardConfig",
+    "InputsConfig",
+    "JsonlConfig",
+    "NullConfig",
+    "OtlpConfig",
+    "ReportingConfig",
+    "SinkConfig",
+    "SinkConfigError",
+    "SqliteConfig",
+]
 
 
 @dataclass
@@ -95,3 +136,108 @@ class ForwardConfig:
     dry_run: bool = False
     price_per_gb: float = DEFAULT_PRICE_PER_GB
     tasks_per_month: int = 1000
+
+    # --- the components' own configs ------------------------------------------
+
+    @property
+    def inputs(self) -> InputsConfig:
+        return InputsConfig(
+            files=tuple(self.files),
+            follow=self.follow,
+            command=tuple(self.command),
+            container=self.container,
+            input_format=self.input_format,
+            input_stream=self.input_stream,
+            resend=self.resend,
+            multiline_timeout=self.multiline_timeout,
+            until_pid=self.until_pid,
+            idle_exit=self.idle_exit,
+            raw_log=self.raw_log,
+            raw_log_redacted=self.raw_log_redacted,
+            stop_timeout=self.stop_timeout,
+            journal=self.journal,
+            no_journal=self.no_journal,
+            resume_journal=self.resume_journal,
+            archive=self.archive,
+            dry_run=self.dry_run,
+        )
+
+    @property
+    def filters(self) -> FiltersConfig:
+        return FiltersConfig(
+            redact=self.redact,
+            redact_env=tuple(self.redact_env),
+            redact_secret_env_names=self.redact_secret_env_names,
+            command_env=self.command_env,
+            min_level=self.min_level,
+            logger_levels=self.logger_levels,
+            drop_message=tuple(self.drop_message),
+            drop_logger=tuple(self.drop_logger),
+            sample=self.sample,
+            fold_repeats=self.fold_repeats,
+            task_byte_budget=self.task_byte_budget,
+        )
+
+    @property
+    def delivery(self) -> DeliveryConfig:
+        return DeliveryConfig(
+            batch_rows=self.batch_rows,
+            batch_bytes=self.batch_bytes,
+            flush_interval=self.flush_interval,
+            drain_timeout=self.drain_timeout,
+            checkpoint=self.checkpoint,
+            no_checkpoint=self.no_checkpoint,
+            dry_run=self.dry_run,
+            exit_status=self.exit_status,
+        )
+
+    @property
+    def reporting(self) -> ReportingConfig:
+        return ReportingConfig(
+            summary_json=self.summary_json,
+            progress=self.progress,
+            quiet=self.quiet,
+            dry_run=self.dry_run,
+            price_per_gb=self.price_per_gb,
+            tasks_per_month=self.tasks_per_month,
+        )
+
+    def sink_config(self, name: str) -> SinkConfig:
+        """The settings of sink ``name`` (a resolved name, not "auto")."""
+        if name == "sqlite":
+            return SqliteConfig(self.db)
+        if name == "jsonl":
+            return JsonlConfig(self.output)
+        if name == "azure":
+            return AzureConfig(
+                self.endpoint,
+                self.rule_id,
+                self.stream,
+                self.credential,
+                self.max_in_flight,
+                self.dead_letter,
+            )
+        if name == "otlp":
+            return OtlpConfig(self.otlp_endpoint, self.max_in_flight)
+        return NullConfig()
+
+    def validate(self) -> None:
+        """Every component's own checks, then the few that span two of them.
+
+        The sink's settings are checked when the sink is chosen
+        (``pipeline.sinks.make_sink``): "auto" is resolved only at run time.
+        """
+        inputs = self.inputs
+        inputs.validate()
+        if self.raw_log_redacted and not self.redact:
+            raise ConfigError(
+                "--raw-log-redacted needs redaction: drop --no-redact, or use --raw-log"
+            )
+        if self.exit_status != "auto" and inputs.mode not in ("wrap", "container"):
+            raise ConfigError(
+                "--exit-status only applies in wrap mode (-- CMD) or with --container: "
+                "other modes have no command status"
+            )
+        self.filters.validate()
+        self.delivery.validate()
+        self.reporting.validate()

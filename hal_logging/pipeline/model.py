@@ -13,7 +13,7 @@ record whose delivery (and that of every record before it) was confirmed, and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,6 +155,19 @@ class Sink(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Called once, after the last write."""
 
+    # The runner asks these once, when it starts, rather than calling a hook
+    # per batch that does nothing: the optional hooks above are declared here,
+    # and whether a sink has one is a fact of its class.
+    @classmethod
+    def prepares(cls) -> bool:
+        """Whether this sink implements :meth:`prepare`."""
+        return cls.prepare is not Sink.prepare
+
+    @classmethod
+    def encodes_rows(cls) -> bool:
+        """Whether this sink implements :meth:`row_encoder`."""
+        return cls.row_encoder is not Sink.row_encoder
+
 
 class Filter(ABC):
     """A step between parsing and batching: may change, drop, or add records.
@@ -165,6 +178,9 @@ class Filter(ABC):
     """
 
     name: str = "filter"
+    #: Plain lines about the filter's setup for the forwarder to print (a
+    #: variable named for redaction but not set, say). Never a record.
+    notes: Sequence[str] = ()
 
     def __init__(self) -> None:
         self.stats: dict[str, int] = {}
@@ -186,3 +202,30 @@ class Filter(ABC):
 
     def count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
+
+    def prescan(self, source: str, stream: str, data: bytes, base: int) -> None:  # noqa: B027
+        """Optional: look at a chunk of source bytes before its lines are parsed.
+
+        ``data`` is the chunk of ``source``'s ``stream`` that starts at offset
+        ``base``. Redaction scans it once for anything that could be a secret,
+        so records from clean bytes can pass it untouched.
+        """
+
+    def held_starts(self) -> Mapping[tuple[str, str], int]:
+        """Optional: the source offset of the first record this filter still holds.
+
+        Keyed by (source, stream). A filter that holds records back (repeat
+        folding) says so here, so that no checkpoint passes a record it has
+        not released yet.
+        """
+        return {}
+
+    @classmethod
+    def prescans(cls) -> bool:
+        """Whether this filter implements :meth:`prescan` (asked once per run)."""
+        return cls.prescan is not Filter.prescan
+
+    @classmethod
+    def holds_records(cls) -> bool:
+        """Whether this filter implements :meth:`held_starts` (asked once per run)."""
+        return cls.held_starts is not Filter.held_starts

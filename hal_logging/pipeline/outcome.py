@@ -27,6 +27,7 @@ a container the VM started can report its status the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -94,6 +95,66 @@ def exit_status(policy: str, command_status: int | None, delivery: Delivery) -> 
     return command_status if delivery.complete else delivery.status
 
 
+def where_kept(
+    mode: str,
+    *,
+    prog: str,
+    spool: tuple[str, int] | None = None,
+    raw_log: str | None = None,
+    container: str | None = None,
+    container_checkpoint: str | None = None,
+    checkpoints: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Where the rows a run did not deliver are kept, one line each, saying how to ship them.
+
+    ``mode`` is the source's (``InputsConfig.mode``). Wrap mode keeps them in
+    its ``spool`` (path, rows) and the command's ``raw_log``; a container in its
+    own log, from its checkpoint; files (and a followed file) in the input
+    from its checkpoint (``checkpoints``: input path -> checkpoint path).
+    """
+    kept: list[str] = []
+    if mode == "wrap":
+        if spool is not None and spool[1]:
+            path, rows = spool
+            kept.append(
+                f"{path} ({rows} rows as wire lines): ship it later with "
+                f"`{prog} --resend {path}` (keeps their record ids and context)"
+            )
+        if raw_log:
+            kept.append(f"{raw_log} (the command's raw output)")
+    elif mode == "container":
+        kept.append(
+            f"the log of container {container}"
+            + (f" from its checkpoint {container_checkpoint}" if container_checkpoint else "")
+            + ": rerun the same command to resume"
+        )
+    else:
+        for path, checkpoint in (checkpoints or {}).items():
+            kept.append(
+                f"{path} from its checkpoint {checkpoint}: rerun the same command to resume"
+            )
+        if not checkpoints:
+            kept.append("the input files (no checkpoint: a rerun sends them again)")
+    return kept
+
+
+def delivery_outcome(
+    *, incomplete: bool, unreadable: bool, undelivered: int, kept: list[str]
+) -> Delivery:
+    """The delivery outcome: rows kept for a rerun (75) before an unreadable input (1).
+
+    ``kept`` is the list :func:`where_kept` made (shared, not copied: the
+    summary's ``where_kept`` is the same list).
+    """
+    if incomplete:
+        return Delivery(
+            complete=False, status=EXIT_UNDELIVERED, undelivered=undelivered, where_kept=kept
+        )
+    if unreadable:
+        return Delivery(complete=False, status=EXIT_INPUT)
+    return Delivery()
+
+
 __all__ = [
     "COMMAND_CANNOT_EXECUTE",
     "COMMAND_EXITED",
@@ -108,5 +169,7 @@ __all__ = [
     "EXIT_UNDELIVERED",
     "EXIT_USAGE",
     "Delivery",
+    "delivery_outcome",
     "exit_status",
+    "where_kept",
 ]

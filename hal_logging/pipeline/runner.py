@@ -242,7 +242,7 @@ class Runner:
         self._max_inflight = max(1, sink.max_in_flight) + 1
         self._delivery = _Delivery(sink, max(1, sink.max_in_flight))
         self._dirty_since: float | None = None
-        self._fold_aware = [f for f in filters if callable(getattr(f, "held_starts", None))]
+        self._fold_aware = [f for f in filters if f.holds_records()]
         self._undelivered_batches: list[Batch] = []
         self._log_type = self.trusted.get("LogType", schema.LOG_TYPE_AGENT)
         #: The trusted context the parser enforces on the source's rows. LogType
@@ -260,14 +260,12 @@ class Runner:
         self._commit_interval = 0.0 if sink.name in COMMIT_EVERY_BATCH else CHECKPOINT_INTERVAL
         self._final = False
         self._resend_parsers: list[Parser] = []
-        self._prepare = type(sink).prepare is not Sink.prepare
-        self._encode = type(sink).row_encoder is not Sink.row_encoder
+        self._prepare = sink.prepares()
+        self._encode = sink.encodes_rows()
         #: Filters that look at each chunk of source bytes first (redaction's
         #: trigger scan, see RedactFilter.prescan).
         self._prescans: list[Callable[[str, str, bytes, int], None]] = [
-            f.prescan  # type: ignore[attr-defined]
-            for f in filters
-            if callable(getattr(f, "prescan", None))
+            f.prescan for f in filters if f.prescans()
         ]
 
     # -- records ---------------------------------------------------------------
@@ -314,7 +312,7 @@ class Runner:
             return {}
         fold_held: dict[tuple[str, str], int] = {}
         for f in self._fold_aware:
-            for key, off in f.held_starts().items():  # type: ignore[attr-defined]
+            for key, off in f.held_starts().items():
                 if key not in fold_held or off < fold_held[key]:
                     fold_held[key] = off
         marks: dict[str, dict[str, dict[str, Any]]] = {}
@@ -433,7 +431,9 @@ class Runner:
             resend=self.config.resend,
             # A source that knows when its writer started (a wrapped command):
             # wire-line times before that are claims (Parser: not_before).
-            not_before=getattr(self.source, "lifetime_start", None),
+            not_before=self.source.lifetime_start
+            if isinstance(self.source, ExitStatusSource)
+            else None,
         )
         if self.config.resend:
             self._resend_parsers.append(parser)

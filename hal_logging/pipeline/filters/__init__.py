@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from hal_logging.pipeline.config import ForwardConfig
+from hal_logging.pipeline.config import FiltersConfig, ForwardConfig
 from hal_logging.pipeline.filters.budget import BudgetFilter
 from hal_logging.pipeline.filters.drop import DropFilter
 from hal_logging.pipeline.filters.fold import FoldFilter
@@ -50,8 +50,13 @@ __all__ = [
 ]
 
 
+def _own(config: ForwardConfig | FiltersConfig) -> FiltersConfig:
+    """The filters' own settings (callers may hand over the whole run's config)."""
+    return config.filters if isinstance(config, ForwardConfig) else config
+
+
 def make_redact_filter(
-    config: ForwardConfig,
+    config: ForwardConfig | FiltersConfig,
     trusted: Mapping[str, str],
     environ: Mapping[str, str] | None = None,
 ) -> RedactFilter:
@@ -60,14 +65,14 @@ def make_redact_filter(
     ``RedactFilter.notes`` says, in plain lines, which named variables were not
     set and which values were too short to redact, for the forwarder to print.
     """
+    config = _own(config)
     env = os.environ if environ is None else environ
     named = list(config.redact_env)
     named += [n for n in env.get(REDACT_ENV_VAR, "").split(",") if n.strip()]
-    command_env: Mapping[str, str] | None = getattr(config, "command_env", None)
     plan = plan_env_values(
         named,
         environ=env,
-        command_env=command_env,
+        command_env=config.command_env,
         secret_names=config.redact_secret_env_names,
     )
     flt = RedactFilter(Redactor(plan.values), trusted)
@@ -83,12 +88,15 @@ def make_redact_filter(
     return flt
 
 
-def build_filters(config: ForwardConfig, trusted: Mapping[str, str]) -> list[Filter]:
+def build_filters(
+    config: ForwardConfig | FiltersConfig, trusted: Mapping[str, str]
+) -> list[Filter]:
     """The filter chain for a forwarder run, in the order records pass through it.
 
     ``trusted``: the context columns the VM side knows (never rewritten by
     redaction). Raises :class:`FilterConfigError` for an unusable setting.
     """
+    config = _own(config)
     chain: list[Filter] = []
     if config.redact:
         chain.append(make_redact_filter(config, trusted))

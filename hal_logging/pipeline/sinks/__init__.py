@@ -1,21 +1,93 @@
-"""Sinks: where rows go. ``make_sink`` picks one from the forwarder's config.
+"""Sinks: where rows go. :data:`SINKS` names each one; ``make_sink`` builds the one asked for.
 
 "auto" means Azure when both an endpoint and a rule id are configured
-(docs/contract.md §4), otherwise the local workspace. Azure and OTLP sinks live in
-their own modules and are imported only when chosen, so the local paths never
-import the Azure or OpenTelemetry SDKs.
+(docs/contract.md §4), otherwise the local workspace. Each entry of
+:data:`SINKS` takes its own settings from the run's config (a
+:data:`~hal_logging.pipeline.config.SinkConfig`, validated before anything is
+built) and imports its module only when chosen, so the local paths never
+import the Azure or OpenTelemetry SDKs. A new sink is a module here and one
+entry in :data:`SINKS`.
 """
 
 from __future__ import annotations
 
-from hal_logging.pipeline.config import ForwardConfig
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hal_logging.pipeline.config import (
+    AzureConfig,
+    ForwardConfig,
+    JsonlConfig,
+    OtlpConfig,
+    SinkConfig,
+    SinkConfigError,
+    SqliteConfig,
+)
 from hal_logging.pipeline.model import Sink
 
-SINK_NAMES = ("auto", "sqlite", "jsonl", "azure", "otlp")
+__all__ = ["SINKS", "SINK_NAMES", "SinkConfigError", "SinkKind", "make_sink", "resolve_sink_name"]
 
 
-class SinkConfigError(ValueError):
-    """The configuration cannot produce a sink; the message says what to set."""
+@dataclass(frozen=True)
+class SinkKind:
+    """One sink: how to build it from its settings (and, for defaults derived
+    from the inputs, such as the dead-letter file beside a checkpoint, the
+    run's config)."""
+
+    name: str
+    build: Callable[[Any, ForwardConfig], Sink]
+
+
+def _null(settings: Any, config: ForwardConfig) -> Sink:
+    from hal_logging.pipeline.sinks.null import NullSink
+
+    return NullSink()
+
+
+def _sqlite(settings: SqliteConfig, config: ForwardConfig) -> Sink:
+    from hal_logging.pipeline.sinks.sqlite import SqliteSink
+
+    return SqliteSink(settings.db)
+
+
+def _jsonl(settings: JsonlConfig, config: ForwardConfig) -> Sink:
+    from hal_logging.pipeline.sinks.jsonl import JsonlSink
+
+    return JsonlSink(settings.output)
+
+
+def _azure(settings: AzureConfig, config: ForwardConfig) -> Sink:
+    try:
+        from hal_logging.pipeline.sinks.azure import AzureSink
+    except ImportError as exc:
+        raise SinkConfigError(
+            f"the Azure sink is not available ({exc}); install it with: pip install 'hal-logging[azure]'"
+        ) from exc
+    return AzureSink.from_config(config)
+
+
+def _otlp(settings: OtlpConfig, config: ForwardConfig) -> Sink:
+    try:
+        from hal_logging.pipeline.sinks.otlp import OtlpSink
+    except ImportError as exc:
+        raise SinkConfigError(
+            f"the OTLP sink is not available ({exc}); install it with: pip install 'hal-logging[otel]'"
+        ) from exc
+    return OtlpSink.from_config(config)
+
+
+#: Every sink by the name ``--sink`` gives ("dry-run" is ``--dry-run``'s).
+SINKS: dict[str, SinkKind] = {
+    "sqlite": SinkKind("sqlite", _sqlite),
+    "jsonl": SinkKind("jsonl", _jsonl),
+    "azure": SinkKind("azure", _azure),
+    "otlp": SinkKind("otlp", _otlp),
+    "dry-run": SinkKind("dry-run", _null),
+}
+
+#: ``--sink`` choices.
+SINK_NAMES = ("auto", *(n for n in SINKS if n != "dry-run"))
 
 
 def resolve_sink_name(config: ForwardConfig) -> str:
@@ -45,41 +117,6 @@ def resolve_sink_name(config: ForwardConfig) -> str:
 def make_sink(config: ForwardConfig) -> Sink:
     """Build the sink the config asks for (may raise SinkConfigError or DeliveryError)."""
     name = resolve_sink_name(config)
-    if name == "dry-run":
-        from hal_logging.pipeline.sinks.null import NullSink
-
-        return NullSink()
-    if name == "sqlite":
-        from hal_logging.pipeline.sinks.sqlite import SqliteSink
-
-        return SqliteSink(config.db)
-    if name == "jsonl":
-        from hal_logging.pipeline.sinks.jsonl import JsonlSink
-
-        return JsonlSink(config.output)
-    if name == "azure":
-        if not (config.endpoint and config.rule_id):
-            raise SinkConfigError(
-                "--sink azure needs --endpoint and --rule-id (or AZURE_MONITOR_DATA_COLLECTION_ENDPOINT "
-                "and AZURE_MONITOR_DATA_COLLECTION_RULE_ID)"
-            )
-        try:
-            from hal_logging.pipeline.sinks.azure import AzureSink
-        except ImportError as exc:
-            raise SinkConfigError(
-                f"the Azure sink is not available ({exc}); install it with: pip install 'hal-logging[azure]'"
-            ) from exc
-        return AzureSink.from_config(config)
-    if name == "otlp":
-        if not config.otlp_endpoint:
-            raise SinkConfigError(
-                "--sink otlp needs --otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT)"
-            )
-        try:
-            from hal_logging.pipeline.sinks.otlp import OtlpSink
-        except ImportError as exc:
-            raise SinkConfigError(
-                f"the OTLP sink is not available ({exc}); install it with: pip install 'hal-logging[otel]'"
-            ) from exc
-        return OtlpSink.from_config(config)
-    raise SinkConfigError(f"unknown sink {name!r}")  # pragma: no cover - resolve_sink_name checks
+    settings: SinkConfig = config.sink_config(name)
+    settings.validate()
+    return SINKS[name].build(settings, config)

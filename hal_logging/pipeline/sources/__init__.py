@@ -111,6 +111,12 @@ class ExitStatusSource(Protocol):
     @property
     def exit_status(self) -> int: ...
 
+    @property
+    def lifetime_start(self) -> float | None:
+        """``time.time()`` when the program started (None until known): wire-line
+        times before it are the program's claims, not facts."""
+        ...
+
     def describe_status(self) -> str: ...
 
     @property
