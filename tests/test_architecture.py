@@ -68,6 +68,10 @@ FLOORS: list[tuple[str, tuple[str, ...]]] = [
             "hal_logging.pipeline.sources",
             "hal_logging.pipeline.sinks",
             "hal_logging.pipeline.summary",
+            # wrap mode's journal (a source that replays it) and the archive of
+            # the exact bytes (reads journals back): components of the run.
+            "hal_logging.pipeline.journal",
+            "hal_logging.archive",
         ),
     ),
     # The run: the loop over the components, and what a run is bound to.
@@ -124,6 +128,8 @@ ONE_IDEA: dict[str, str] = {
     "hal_logging.pipeline.runner": "the pipeline loop and its in-order checkpoint commits",
     "hal_logging.pipeline.sources.command": "wrap mode's command: spawn, pipes, stop, status",
     "hal_logging.pipeline.sources.container": "a followed container: its log, its stop, its status",
+    "hal_logging.pipeline.journal": "the journal's one framing: writer, reader and the replay source",
+    "hal_logging.pipeline.assemble": "one run from a config, step by step in the order it happens",
     # Being split on other branches of the redesign (the merge removes them):
     "hal_logging.azure.uploader": "being split into encoding, packing, transport, retry (delivery)",
     "hal_logging.azure.handler": "being split into face, sender and spill (delivery)",

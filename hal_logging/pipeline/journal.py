@@ -523,7 +523,7 @@ def prepare_resume(
     the multi-line timeout and input format come from the journal's header:
     the replay must make the rows the live run made.
     """
-    from hal_logging.cli.forward import parse_command_env
+    from hal_logging.pipeline.sources.command_env import parse_command_env
 
     path = config.resume_journal
     if fh is None:

@@ -65,6 +65,7 @@ from hal_logging.pipeline.sources import (
     ExitStatusSource,
     FileInput,
     Idle,
+    LifetimeSource,
     Opened,
     Source,
 )
@@ -432,7 +433,7 @@ class Runner:
             # A source that knows when its writer started (a wrapped command):
             # wire-line times before that are claims (Parser: not_before).
             not_before=self.source.lifetime_start
-            if isinstance(self.source, ExitStatusSource)
+            if isinstance(self.source, LifetimeSource)
             else None,
         )
         if self.config.resend:

@@ -97,6 +97,16 @@ class Source(Protocol):
 
 
 @runtime_checkable
+class LifetimeSource(Protocol):
+    """A source that knows when the program writing it started: a wrapped command, a
+    followed container, a journal's replay of a wrapped command. Wire-line times
+    before that are the program's claims, not facts (the parser's ``not_before``)."""
+
+    @property
+    def lifetime_start(self) -> float | None: ...
+
+
+@runtime_checkable
 class ExitStatusSource(Protocol):
     """A source that ends with a program's exit status: wrap mode's command, a followed
     container. The runner writes the final row from it, the CLI takes its exit status.
@@ -138,6 +148,7 @@ __all__ = [
     "ExitStatusSource",
     "FileInput",
     "Idle",
+    "LifetimeSource",
     "Opened",
     "Source",
 ]
