@@ -56,6 +56,7 @@ from hal_logging.pipeline.outcome import (
     Delivery,
 )
 from hal_logging.pipeline.outcome import exit_status as choose_exit_status
+from hal_logging.pipeline.spool import Spool
 
 PROG = "hal-logging-forward"
 
@@ -716,37 +717,6 @@ def _eprint(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-class _Spool:
-    """Wrap mode's undelivered rows, kept as wire lines for ``hal-logging-forward --resend FILE``.
-
-    A pipe cannot be re-read, so rows that could not be delivered are written
-    here (one ``{"_hal":1,...}`` line per row, the format the forwarder reads
-    back with every column intact).
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fh: Any = None
-        self.rows = 0
-
-    def write(self, records: Sequence[Any]) -> None:
-        from hal_logging import _json
-
-        if self._fh is None:
-            self._fh = open(self.path, "ab")
-        prefix = schema.WIRE_PREFIX
-        for r in records:
-            body = _json.dumps(r.row)
-            self._fh.write(prefix + body[1:] + b"\n" if len(body) > 2 else prefix[:-1] + b"}\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self.rows += len(records)
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-
-
 def _open_stores(config: ForwardConfig, destination: str = "") -> tuple[dict[str, Any], list[Any]]:
     """Checkpoint store per input path (one shared store with --checkpoint), each
     reading and writing the entries of ``destination`` only."""
@@ -1006,10 +976,10 @@ def run_forward(config: ForwardConfig, environ: Mapping[str, str] | None = None)
         except ImportError:
             progress_bar = None
 
-    spool: _Spool | None = None
+    spool: Spool | None = None
     if isinstance(source, CommandSource):
         base = os.path.dirname(os.path.abspath(config.raw_log)) if config.raw_log else os.getcwd()
-        spool = _Spool(
+        spool = Spool(
             os.path.join(base, f"hal-forward-undelivered-{source.invocation[:12]}.jsonl")
         )
 
