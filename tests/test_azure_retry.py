@@ -13,8 +13,9 @@ from hal_logging.azure import retry
 def test_which_answers_split_retry_or_stop() -> None:
     for status in (400, 413, 409, 422):
         assert retry.should_split(status), status
-    for status in (*retry.RETRY_STATUS, *retry.FATAL_STATUS, None, 200, 500):
-        assert not retry.should_split(status), status
+    others: list[int | None] = [*retry.RETRY_STATUS, *retry.FATAL_STATUS, None, 200, 500]
+    for other in others:
+        assert not retry.should_split(other), other
     assert not retry.RETRY_STATUS & retry.FATAL_STATUS
 
 
@@ -31,7 +32,7 @@ def test_deadline_forms() -> None:
     before = time.monotonic()
     end = retry.deadline_fn(None, 60.0)()
     assert end is not None and before + 60.0 <= end <= time.monotonic() + 60.0
-    moving = [None]
+    moving: list[float | None] = [None]
     fn = retry.deadline_fn(lambda: moving[0], 5.0)
     assert fn() is None
     moving[0] = 3.0  # re-read: a drain may set it later

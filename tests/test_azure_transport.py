@@ -47,7 +47,7 @@ def test_accepted(emulator: Emulator, azure_env: dict[str, str]) -> None:
     finally:
         t.close()
     assert outcome.ok and outcome.status is None
-    assert sorted(emulator.workspace.record_ids()) == ["t-0", "t-1", "t-2"]
+    assert sorted(str(r) for r in emulator.workspace.record_ids()) == ["t-0", "t-1", "t-2"]
 
 
 def test_throttled_answer_carries_retry_after(
