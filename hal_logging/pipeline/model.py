@@ -19,9 +19,8 @@ from typing import Any
 
 # The row and the delivery error live below both the pipeline and the Azure
 # engine (which must not import the pipeline); re-exported for the pipeline's modules.
-from hal_logging.delivery import DeliveryError, Row
-
-__all__ = ["DeliveryError", "Filter", "Line", "Record", "Row", "RowEncoder", "Sink", "WriteResult"]
+from hal_logging.delivery import DeliveryError as DeliveryError
+from hal_logging.delivery import Row as Row
 
 RowEncoder = Callable[[Sequence[Row]], "list[bytes | None]"]
 """A sink's serialisation of rows (see :meth:`Sink.row_encoder`): each row's bytes, or
