@@ -106,8 +106,6 @@ EXACT_ONLY = frozenset({"hal_logging", "hal_logging.pipeline"})
 #: graph fails the test, so the set cannot go stale).
 KNOWN_UPWARD: frozenset[tuple[str, str]] = frozenset(
     {
-        # DeliveryError and Row move down to hal_logging.delivery (delivery branch).
-        ("hal_logging.azure.uploader", "hal_logging.pipeline.model"),
         # Redactor and plan_env_values move down to hal_logging.redaction (parsing branch).
         ("hal_logging.otel", "hal_logging.pipeline.filters.redact"),
     }
@@ -131,8 +129,7 @@ ONE_IDEA: dict[str, str] = {
     "hal_logging.pipeline.journal": "the journal's one framing: writer, reader and the replay source",
     "hal_logging.pipeline.assemble": "one run from a config, step by step in the order it happens",
     # Being split on other branches of the redesign (the merge removes them):
-    "hal_logging.azure.uploader": "being split into encoding, packing, transport, retry (delivery)",
-    "hal_logging.azure.handler": "being split into face, sender and spill (delivery)",
+    "hal_logging.azure.sender": "the handler's sender: one queue, one thread, its flush and close",
     "hal_logging.pipeline.parsing": "its __init__ becomes the package's face only (parsing)",
     "hal_logging.pipeline.filters.redact": "Redactor moves to hal_logging.redaction (parsing)",
     "hal_logging.pipeline.summary": "metering and reporting are being split apart (report)",

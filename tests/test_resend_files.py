@@ -16,8 +16,9 @@ import pytest
 
 from hal_logging import _json, schema
 from hal_logging.azure.uploader import dead_letter_line
-from hal_logging.cli.forward import EXIT_USAGE, _Spool, main
+from hal_logging.cli.forward import EXIT_USAGE, main
 from hal_logging.pipeline.model import Record
+from hal_logging.pipeline.spool import Spool as _Spool
 from tests.forward_helpers import _STRIP_ENV, db_rows, wire_line
 
 HAL = schema.PROP_HAL

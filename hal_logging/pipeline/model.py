@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-Row = dict[str, Any]
-"""A row of the table: the thirteen columns of :mod:`hal_logging.schema`, Properties a dict."""
+# The row and the delivery error live below both the pipeline and the Azure
+# engine (which must not import the pipeline); re-exported for the pipeline's modules.
+from hal_logging.delivery import DeliveryError as DeliveryError
+from hal_logging.delivery import Row as Row
 
 RowEncoder = Callable[[Sequence[Row]], "list[bytes | None]"]
 """A sink's serialisation of rows (see :meth:`Sink.row_encoder`): each row's bytes, or
@@ -83,20 +85,6 @@ class WriteResult:
     dead_lettered: int = 0
     duplicates: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-class DeliveryError(Exception):
-    """A batch could not be delivered now (outage, auth, deadline).
-
-    ``fatal`` means retrying later in this process is pointless (401/403/404,
-    disk read-only): the forwarder stops, keeps the checkpoint where it is and
-    says what to check. The message says what to do next.
-    """
-
-    def __init__(self, message: str, *, fatal: bool = False, status: int | None = None) -> None:
-        super().__init__(message)
-        self.fatal = fatal
-        self.status = status
 
 
 class Sink(ABC):

@@ -1,0 +1,70 @@
+"""Serialising rows once: times outside the service's window kept aside, long fields cut."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from hal_logging import _json, schema
+from hal_logging.azure.encoding import encode_rows, row_encoder
+
+
+def row(when: Any, message: str = "m") -> dict[str, Any]:
+    out = schema.empty_row()
+    out.update(TimeGenerated=when, Message=message)
+    out["Properties"] = {"hal": {"record_id": "r"}}
+    return out
+
+
+def stamp(delta: timedelta) -> str:
+    return (datetime.now(timezone.utc) + delta).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_usual_rows_are_dumped_as_they_are() -> None:
+    rows = [row(stamp(timedelta(minutes=-i))) for i in range(5)]
+    out: list[bytes] = []
+    done = encode_rows(rows, out.append, 1_048_576)
+    assert (done.fixed, done.cut) == (0, 0)
+    assert [_json.loads(b) for b in out] == rows
+    assert row_encoder()(rows) == out  # the batch fast path gives the same bytes
+    assert row_encoder()([]) == []
+
+
+def test_times_out_of_the_window_are_replaced_and_kept() -> None:
+    old, ahead = stamp(timedelta(days=-3)), stamp(timedelta(days=2))
+    rows = [row(old), row(ahead), row(stamp(timedelta(0))), row(12345), row("2026-13-99 nonsense")]
+    out: list[bytes] = []
+    done = encode_rows(rows, out.append, 1_048_576)
+    assert done.fixed == 4 and done.first_bad == old
+    got = [_json.loads(b) for b in out]
+    assert [g["Properties"]["hal"].get("original_time") for g in got] == [
+        old,
+        ahead,
+        None,
+        "12345",
+        "2026-13-99 nonsense",
+    ]
+    assert all(g["TimeGenerated"] != rows[i]["TimeGenerated"] for i, g in enumerate(got) if i != 2)
+    assert rows[0]["TimeGenerated"] == old  # the caller's row is not changed
+    # The batch encoder leaves every odd row to encode_rows (None), keeps the usual one.
+    each = row_encoder()(rows)
+    assert each[:2] == [None, None] and each[2] == out[2] and each[3:] == [None, None]
+
+
+def test_other_time_forms_inside_the_window_are_kept() -> None:
+    now = datetime.now(timezone.utc)
+    forms = [
+        now.isoformat(),
+        now.strftime("%Y-%m-%dT%H:%M:%S.%f123Z"),
+        now.strftime("%Y-%m-%dT%H:%M:%S"),
+    ]
+    out: list[bytes] = []
+    assert encode_rows([row(f) for f in forms], out.append, 1_048_576).fixed == 0
+
+
+def test_a_field_over_the_limit_is_cut() -> None:
+    big = row(stamp(timedelta(0)), "x" * (schema.MAX_FIELD_BYTES + 10))
+    out: list[bytes] = []
+    done = encode_rows([big], out.append, 1_048_576)
+    assert done.cut == 1 and len(_json.loads(out[0])["Message"].encode()) <= schema.MAX_FIELD_BYTES
+    assert row_encoder()([big]) == [None]
