@@ -56,9 +56,11 @@ from hal_logging.pipeline.sources import CHUNK_BYTES, IDLE, Chunk, Closed, Event
 from hal_logging.pipeline.sources.docker_run import (
     INVOCATION_LABEL,
     container_state,
+    container_status,
     find_labelled,
     parse_docker_run,
     read_cid,
+    remove_container,
     stop_container,
 )
 
@@ -74,6 +76,8 @@ STOP_TIMEOUT = 10.0
 #: After the container was stopped through the daemon, how long the docker client
 #: gets to exit on its own (it reports the container's status) before SIGKILL.
 CLIENT_GRACE = 5.0
+#: After killing a docker client mid-creation: how long to watch for its container to start.
+LATE_START_WATCH = 2.0
 #: How long the end of the run waits for an escalation still talking to the daemon.
 CLI_WAIT = 30.0
 
@@ -375,11 +379,32 @@ class CommandSource:
                 os.killpg(proc.pid, signal.SIGKILL)
             self.escalated.append(f"SIGKILL to {os.path.basename(self.argv[0])}'s process group")
         if docker is not None and cid is None:
-            # A container created while the client was dying has no one left to stop it.
-            for c in find_labelled(docker.prefix, self._label):
-                state = container_state(docker.prefix, c)
-                if state is not None and state[0] and stop_container(docker.prefix, c):
-                    self.escalated.append(f"container {c[:12]} stopped through the daemon")
+            # A container created while the client was dying has no one left to stop
+            # it, and a start request already in flight may still run it: for a short
+            # while, stop what runs and remove what was created but never started.
+            deadline = time.monotonic() + LATE_START_WATCH
+            while True:
+                pending = False
+                for c in find_labelled(docker.prefix, self._label):
+                    status = container_status(docker.prefix, c)
+                    if status in ("running", "restarting", "paused"):
+                        if stop_container(docker.prefix, c):
+                            self.escalated.append(f"container {c[:12]} stopped through the daemon")
+                        else:
+                            pending = True
+                    elif status == "created":
+                        if remove_container(docker.prefix, c):
+                            self.escalated.append(
+                                f"container {c[:12]} removed before it started (created while "
+                                "its client was stopped)"
+                            )
+                        else:
+                            pending = True
+                if not pending and time.monotonic() >= deadline:
+                    break
+                if time.monotonic() >= deadline + CLIENT_GRACE:
+                    break
+                time.sleep(0.2)
 
     def events(self) -> Iterator[Event]:
         if self.proc is None and self.spawn_error is None:

@@ -227,12 +227,29 @@ def container_state(prefix: list[str], cid: str) -> tuple[bool, bool, int] | Non
     return parts[0] == "true", parts[1] == "true", code
 
 
+def container_status(prefix: list[str], cid: str) -> str | None:
+    """The container's status (created, running, exited...), or None (gone, no daemon)."""
+    r = _cli(prefix, "inspect", "-f", "{{.State.Status}}", cid, timeout=INSPECT_TIMEOUT)
+    if r is None or r.returncode != 0:
+        return None
+    return r.stdout.strip() or None
+
+
+def remove_container(prefix: list[str], cid: str) -> bool:
+    """``docker rm -f``: for a container that was created but never started, so that a
+    start request still in flight when its client died cannot run it after we left."""
+    r = _cli(prefix, "rm", "-f", cid)
+    return r is not None and (r.returncode == 0 or "No such container" in r.stderr)
+
+
 __all__ = [
     "INVOCATION_LABEL",
     "DockerRun",
     "container_state",
+    "container_status",
     "find_labelled",
     "parse_docker_run",
     "read_cid",
+    "remove_container",
     "stop_container",
 ]
