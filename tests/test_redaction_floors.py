@@ -91,7 +91,5 @@ def test_importing_redaction_loads_no_extension_and_no_pipeline() -> None:
         "print(sorted(m for m in sys.modules if m.startswith(('ahocorasick', "
         "'hal_logging.pipeline', 'hal_logging.azure'))))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert out.stdout.strip() == "[]"
+    loaded = subprocess.check_output([sys.executable, "-c", code], text=True, timeout=60)
+    assert loaded.strip() == "[]"

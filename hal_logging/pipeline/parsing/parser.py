@@ -232,21 +232,13 @@ class Parser(WireFastPath):
             return self._payload(
                 log, stream, line.start, line.end, line.received, rec.time, "docker-json+", -1
             )
-        del self._partials[stream]
-        partial.add(log)
-        cut = partial.length if partial.length > partial.kept else -1
-        return self._payload(
-            partial.text(),
-            stream,
-            partial.start,
-            line.end,
-            line.received,
-            partial.time or rec.time,
-            "docker-json+",
-            cut,
-        )
+        partial.add(log)  # the last piece: the line is whole
+        partial.end, partial.received = line.end, line.received
+        partial.time = partial.time or rec.time
+        return self._flush_partial(stream)
 
     def _flush_partial(self, stream: str) -> list[Record]:
+        """The line held in pieces on ``stream``, as it is (whole, or cut short)."""
         partial = self._partials.pop(stream)
         cut = partial.length if partial.length > partial.kept else -1
         return self._payload(
