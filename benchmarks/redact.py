@@ -18,9 +18,10 @@ import sys
 import time
 
 from hal_logging import _json
-from hal_logging.pipeline.filters.redact import RedactFilter, Redactor
+from hal_logging.pipeline.filters.redact import RedactFilter
 from hal_logging.pipeline.model import Line
 from hal_logging.pipeline.parsing import Parser
+from hal_logging.redaction import Redactor
 
 KEY = "sk-proj-" + "Zq8xW3vB7nM2kL9pQ4rT6yU1iO5aS0dF"
 

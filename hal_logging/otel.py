@@ -250,7 +250,7 @@ class OtelHandler(logging.Handler):
     def __init__(self, provider: LoggerProvider, context: Mapping[str, str]) -> None:
         super().__init__()
         from hal_logging.formatter import JsonFormatter
-        from hal_logging.pipeline.filters.redact import Redactor, plan_env_values
+        from hal_logging.redaction import Redactor, plan_env_values
 
         self.provider = provider
         self.row_formatter = JsonFormatter(context=context)

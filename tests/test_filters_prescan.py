@@ -18,12 +18,13 @@ from hypothesis import strategies as st
 
 from hal_logging import _json, schema
 from hal_logging.pipeline.config import ForwardConfig
-from hal_logging.pipeline.filters.redact import RedactFilter, Redactor
+from hal_logging.pipeline.filters.redact import RedactFilter
 from hal_logging.pipeline.framing import Framer
 from hal_logging.pipeline.model import Record, Sink, WriteResult
 from hal_logging.pipeline.parsing import Parser
 from hal_logging.pipeline.runner import Runner
 from hal_logging.pipeline.sources import Chunk, Closed, Event, Opened
+from hal_logging.redaction import Redactor
 
 KEY = "sk-proj-" + "Zq8xW3vB7nM2kL9pQ4rT6yU1iO5aS0dF"
 ENV_VALUE = "hunter2-correct-horse"

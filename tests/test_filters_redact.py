@@ -11,14 +11,9 @@ from hypothesis import strategies as st
 from hal_logging import _json
 from hal_logging.pipeline.config import ForwardConfig
 from hal_logging.pipeline.filters import build_filters, make_redact_filter
-from hal_logging.pipeline.filters.redact import (
-    MIN_AUTO_VALUE,
-    RedactFilter,
-    Redactor,
-    looks_secret,
-    plan_env_values,
-)
+from hal_logging.pipeline.filters.redact import RedactFilter
 from hal_logging.pipeline.model import Record
+from hal_logging.redaction import MIN_AUTO_VALUE, Redactor, looks_secret, plan_env_values
 from hal_logging.schema import empty_row
 
 API_KEY = "sk-proj-" + "Zq8xW3vB7nM2kL9pQ4rT6yU1iO5aS0dF"

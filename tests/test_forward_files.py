@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hal_logging import schema
-from hal_logging.pipeline.summary import billed_bytes
+from hal_logging.pipeline.metering import billed_bytes
 
 from .forward_helpers import (
     db_count,

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from hal_logging import _json, schema
 from hal_logging.pipeline.framing import Framer
 from hal_logging.pipeline.model import Line, Record
-from hal_logging.pipeline.parsing import Parser, _clamp_read_times
+from hal_logging.pipeline.parsing import Parser
+from hal_logging.pipeline.parsing.fastpath import _clamp_read_times
 from hal_logging.pipeline.parsing.timestamps import format_epoch
 
 TRUSTED = {"RunID": "run-1", "VMName": "vm-a"}

@@ -140,7 +140,7 @@ def test_read_time_is_used_without_a_timestamp() -> None:
 
 
 def test_an_internal_error_still_gives_a_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    import hal_logging.pipeline.parsing as parsing
+    import hal_logging.pipeline.parsing.parser as parsing
 
     def broken(text: str) -> None:
         raise RuntimeError("simulated parser bug")

@@ -28,9 +28,10 @@ from hal_logging.pipeline.filters.budget import BudgetFilter
 from hal_logging.pipeline.filters.drop import DropFilter
 from hal_logging.pipeline.filters.fold import FoldFilter
 from hal_logging.pipeline.filters.levels import FilterConfigError, LevelFilter
-from hal_logging.pipeline.filters.redact import RedactFilter, Redactor, plan_env_values
+from hal_logging.pipeline.filters.redact import RedactFilter
 from hal_logging.pipeline.filters.sample import SampleFilter
 from hal_logging.pipeline.model import Filter
+from hal_logging.redaction import Redactor, plan_env_values
 
 #: Comma-separated variable names to redact, in addition to ``--redact-env``.
 REDACT_ENV_VAR = "HAL_LOGGING_REDACT_ENV"

@@ -1,0 +1,263 @@
+"""The wire fast path: runs of wire lines exactly as ``configure()`` writes them.
+
+The forwarder's hot loop. :meth:`WireFastPath.feed_many` takes the lines of one
+chunk; runs of wire lines go through :meth:`WireFastPath._wire_run` (one
+``orjson.loads`` a line, the checks made once per run where they can be), the
+other lines through the careful path (:meth:`Parser.feed`), and the chunk ends
+with the read-time walk (:func:`_clamp_read_times`). Every row taken here is
+the row the careful path gives (tests/test_parsing_fastpath*.py hold it to
+that). Module-level names are bound once, as locals are, for speed.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from hal_logging import schema
+from hal_logging.pipeline.model import Line, Record
+from hal_logging.pipeline.parsing.held import HeldGroups
+from hal_logging.pipeline.parsing.levels import LEVEL_SET
+from hal_logging.pipeline.parsing.records import _SMALL
+from hal_logging.pipeline.parsing.timestamps import canonical
+from hal_logging.pipeline.parsing.trust import RESERVED_LOGGER
+
+_WIRE_PREFIX: Final = schema.WIRE_PREFIX
+_loads: Final = orjson.loads
+_WIRE_VERSION: Final = schema.WIRE_VERSION
+_VERSION_KEY: Final = schema.WIRE_VERSION_KEY
+_WIRE_LEN: Final = len(schema.COLUMN_NAMES) + 1  # the columns and the version marker
+#: orjson's own objects for the wire keys. orjson keeps a cache of map keys for
+#: the process, so the lines it parses share these very objects: a dict lookup
+#: that finds the same object skips comparing strings (measured: the fast path's
+#: 14 lookups cost half). If the cache ever drops one, lookups still work (by
+#: equality), only slower.
+_KEY: Final[dict[str, str]] = {
+    k: k for k in _loads(orjson.dumps(dict.fromkeys((_VERSION_KEY, *schema.COLUMN_NAMES), 0)))
+}
+_K_VERSION: Final = _KEY[_VERSION_KEY]
+#: The wire fast path's text columns that change from line to line (it gets
+#: Properties and the version marker with them)...
+_HEAD_COLUMNS: Final = ("TimeGenerated", "Level", "Message", "LoggerName")
+_get_head: Final = operator.itemgetter(
+    *(_KEY[c] for c in (*_HEAD_COLUMNS, "Properties", _VERSION_KEY))
+)
+#: ... and the context columns (docs/contract.md §3), the same from line to line: checked
+#: (types, trust rule) only when they change.
+_CTX_COLUMNS: Final = tuple(c.name for c in schema.CONTEXT_COLUMNS)
+_CTX_INDEX: Final = {c: i for i, c in enumerate(_CTX_COLUMNS)}
+_get_ctx: Final = operator.itemgetter(*(_KEY[c] for c in _CTX_COLUMNS))
+assert sorted(_HEAD_COLUMNS + _CTX_COLUMNS) == sorted(schema.COLUMN_NAMES[:-1])
+_PROP_HAL: Final = schema.PROP_HAL
+_HAL_STREAM: Final = schema.HAL_STREAM
+_HAL_RECORD_ID: Final = schema.HAL_RECORD_ID
+_HAL_FORMAT: Final = schema.HAL_FORMAT
+_HAL_OFFSET: Final = schema.HAL_OFFSET
+_start_of: Final = operator.attrgetter("start")
+
+
+class WireFastPath(HeldGroups):
+    """The batch loop over a chunk's lines and the wire fast path."""
+
+    #: Read per run and remembered from line to line (set in Parser.__init__).
+    #: (stream, source, trust_get: an itemgetter of the trusted columns' claims,
+    #: the trusted values, {column key: trusted value}, the trusted items).
+    _fast: tuple[str, str, Any, tuple[str, ...], dict[str, str], tuple[tuple[str, str], ...]]
+    _fast_state: tuple[tuple[str, ...] | None, bool, tuple[str, ...] | None, str, str]
+
+    if TYPE_CHECKING:
+
+        def _feed(self, line: Line, fast: bool) -> list[Record]: ...
+
+    def feed_many(self, lines: list[Line]) -> list[Record]:
+        """``feed`` over the lines of one chunk, in order, then the read-time walk
+        (:func:`_clamp_read_times`). The forwarder's hot loop: runs of wire lines
+        take the fast path without a call to ``feed`` each."""
+        out: list[Record] = []
+        n = len(lines)
+        if not n:
+            return out
+        read_time = self._received(lines[-1].received)
+        if self._bounded:
+            self._bound_hi(lines[-1].received)
+        self._read_time_hit = False
+        slow = False  # a line went through feed(): its row may carry the read time
+        feed = self._feed
+        wire = self._wire_first
+        ids: list[str] | None = None
+        i = 0
+        while i < n:
+            line = lines[i]
+            if (
+                wire
+                and line.data.startswith(_WIRE_PREFIX)
+                and not self._held
+                and self._skip_from is None
+            ):
+                if ids is None:
+                    # The lines' record ids, formatted at once (one call, not one a line).
+                    ids = (self._id_format * n % tuple(map(_start_of, lines))).split()
+                i = self._wire_run(lines, i, ids, out, read_time)
+                if i == n:
+                    break
+                line = lines[i]  # the line it did not take: the careful path
+                i += 1
+                out.extend(feed(line, False))
+            else:
+                i += 1
+                out.extend(feed(line, True))
+            slow = True
+        if (slow or self._read_time_hit) and len(out) > 1:
+            # (Only fast-path rows, none at the read time: the walk would change nothing.)
+            _clamp_read_times(out, read_time)
+        return out
+
+    def _wire_fast(self, data: bytes, start: int, end: int) -> Record | None:
+        """One wire line through the fast path (see :meth:`_wire_run`), or None."""
+        out: list[Record] = []
+        line = Line(data, self.stream, start, end, 0.0)
+        self._wire_run([line], 0, [self._id_one % start], out, None)
+        return out[0] if out else None
+
+    def _wire_run(
+        self,
+        lines: list[Line],
+        i: int,
+        ids: list[str],
+        out: list[Record],
+        read_time: str | None,
+    ) -> int:
+        """Wire lines exactly as ``configure()`` writes them, while they come.
+
+        Takes ``lines`` from index ``i`` (``ids`` holds their record ids) and
+        appends their records to ``out`` until a line it does not take; returns
+        that line's index (for :meth:`feed`: the careful path), or
+        ``len(lines)``. The caller checks that no group is held and no blank
+        line is pending (nothing here changes either).
+
+        The hot path of the forwarder: one ``orjson.loads``, the keys and the
+        value types checked at once, the time by its shape, the trust rule by
+        one tuple comparison; the parsed object becomes the row (keys in the
+        line's order: ``configure()`` writes the table's). Anything
+        unusual (odd types, a Properties.hal, differing claims, a long line, a
+        blank line before it) is not taken, and the careful path gives the same
+        row for the lines this one takes. A row whose time is ``read_time`` sets
+        ``_read_time_hit`` (:func:`_clamp_read_times` must look at the chunk).
+        """
+        stream, source, trust_get, trust_vals, trust_map, trust = self._fast
+        ctx_ok, blanks, claims_ok, time_head, logger_ok = self._fast_state
+        # The writer's lifetime, checked with the time's shape (once per second): a
+        # second strictly inside it passes; lines of a boundary second (the one the
+        # command started in, the one after the read time) take the careful path,
+        # which checks exactly. Unbounded: "" and "\uffff", always inside.
+        lo, hi = self._time_secs
+        if time_head >= hi:  # (the clock went back: check the second again)
+            time_head = ""
+        reserved = RESERVED_LOGGER
+        append = out.append
+        hit = False
+        k = i
+        try:
+            for k in range(i, len(lines)):  # (k: the index returned)
+                line = lines[k]
+                data = line.data
+                if line.length >= 0 or len(data) > _SMALL or not data.startswith(_WIRE_PREFIX):
+                    break
+                obj = _loads(data)  # a dict: the line starts with "{"
+                if len(obj) != _WIRE_LEN:
+                    break
+                # The twelve text columns present (else KeyError: not taken); with
+                # the marker and Properties that is all 14 keys.
+                tg, level, msg, logger, props, version = _get_head(obj)
+                ctx = _get_ctx(obj)
+                del obj[_K_VERSION]
+                start = line.start
+                raw = None if 92 in data else data
+                hal = {
+                    _HAL_STREAM: stream,
+                    _HAL_RECORD_ID: ids[k],
+                    _HAL_FORMAT: "wire",
+                    _HAL_OFFSET: start,
+                }
+                if (
+                    type(msg) is not str
+                    or type(logger) is not str
+                    or type(version) is not int
+                    or version != _WIRE_VERSION
+                    # Properties an object without "hal" (else AttributeError: not taken)
+                    or props.setdefault(_PROP_HAL, hal) is not hal
+                    or level not in LEVEL_SET
+                    # The VM side's logger names (a claim the careful path keeps)
+                    or (logger != logger_ok and logger.startswith(reserved))
+                    or "\x9b" in msg
+                    or (raw is None and ("\x00" in msg or "\x1b" in msg))
+                ):
+                    break  # (obj was changed: the careful path parses the line again)
+                if tg[:20] != time_head or len(tg) != 27 or tg[26] != "Z":
+                    # Not the second of the line before: the full check (once per second;
+                    # a TimeGenerated that is not a str always comes here, or raises).
+                    if type(tg) is not str or not canonical(tg) or not lo < tg[:20] < hi:
+                        break
+                    time_head = tg[:20]
+                elif not tg[20:26].isdigit() or not tg.isascii():  # the fraction: 6 ASCII digits
+                    break
+                logger_ok = logger
+                if tg == read_time:
+                    hit = True
+                if ctx != ctx_ok:  # (else the context of a line before: known good)
+                    "".join(ctx)  # all text (else TypeError: not taken)
+                    claims = trust_get(ctx)
+                    if claims == trust_vals:
+                        blanks = False
+                    elif claims == claims_ok or not _claims_differ(trust, claims):
+                        # Nothing claimed that differs, only blanks: fill them in.
+                        blanks = True
+                        claims_ok = claims
+                    else:
+                        break  # a claim to keep: the careful path records it
+                    ctx_ok = ctx
+                if blanks:
+                    obj.update(trust_map)
+                # No backslash (92): every string of the row is verbatim in the line
+                # (see Record.raw).
+                append(Record(obj, stream, start, line.end, source, 0, raw))
+            else:
+                k = len(lines)
+        except Exception:  # anything unforeseen (a missing key...): the careful path decides
+            pass
+        self._fast_state = (ctx_ok, blanks, claims_ok, time_head, logger_ok)
+        if hit:
+            self._read_time_hit = True
+        return k
+
+
+def _claims_differ(trust: tuple[tuple[str, str], ...], claims: tuple[str, ...]) -> bool:
+    """True when a claim is non-empty and not the trusted value (the trust rule keeps it)."""
+    return any(
+        claim and claim != value for (_col, value), claim in zip(trust, claims, strict=False)
+    )
+
+
+def _clamp_read_times(records: list[Record], read_time: str) -> None:
+    """Keep a chunk's text rows in order with the wire rows written after them.
+
+    A line without a timestamp of its own gets the time it was *read*, which is
+    later than when the container wrote it: sorted by TimeGenerated, a
+    ``print()`` would land after records logged after it. A record later in the
+    same chunk (same stream, written later) bounds such a line's time, so each
+    read-timed row takes the smallest time that follows it. Times are
+    fixed-format ISO strings, so they compare as strings.
+    """
+    bound: str | None = None
+    for rec in reversed(records):
+        row = rec.row
+        if type(row) is not dict:
+            continue
+        t = row.get("TimeGenerated")
+        if t is read_time or t == read_time:
+            if bound is not None and bound < t:
+                row["TimeGenerated"] = bound
+        elif isinstance(t, str) and (bound is None or t < bound):
+            bound = t
