@@ -44,6 +44,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hal_logging import schema
+from hal_logging.cli._types import byte_size, float_at_least, int_at_least
 from hal_logging.pipeline.assemble import PROG, run_forward
 from hal_logging.pipeline.assemble import eprint as _eprint
 from hal_logging.pipeline.config import DEFAULT_PRICE_PER_GB, ConfigError, ForwardConfig
@@ -122,47 +123,11 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return v
-
-
-def _bytes_size(text: str) -> int:
-    t = text.strip().upper()
-    mult = 1
-    for suffix, m in (
-        ("KB", 1000),
-        ("MB", 10**6),
-        ("GB", 10**9),
-        ("K", 1024),
-        ("M", 1024**2),
-        ("G", 1024**3),
-    ):
-        if t.endswith(suffix):
-            t, mult = t[: -len(suffix)], m
-            break
-    try:
-        v = int(float(t) * mult)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 500000, 1MB, 64K)") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return v
+#: --drain-timeout, --flush-interval...: seconds, 0 or more.
+_positive_float = float_at_least(0)
+#: --batch-rows, --max-in-flight...: a count, 1 or more.
+_positive_int = int_at_least(1)
+_bytes_size = byte_size
 
 
 def build_parser() -> argparse.ArgumentParser:

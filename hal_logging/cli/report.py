@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from hal_logging.cli._types import float_at_least, int_at_least
 from hal_logging.pipeline.config import DEFAULT_PRICE_PER_GB
 from hal_logging.report import data
 from hal_logging.report.render import render
@@ -84,24 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _non_negative(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more: {n}")
-    return n
-
-
-def _positive(text: str) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
-    return x
+_non_negative = int_at_least(0)
+_positive = float_at_least(0, strict=True)
 
 
 def default_output(run_id: str) -> str:
