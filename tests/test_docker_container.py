@@ -22,7 +22,14 @@ from typing import Any
 
 import pytest
 
-from tests.forward_helpers import clean_env, db_rows, forward_cmd, run_forward, start_forward
+from tests.forward_helpers import (
+    clean_env,
+    db_rows,
+    forward_cmd,
+    reaped,
+    run_forward,
+    start_forward,
+)
 from tests.waiting import wait_for
 
 AGENT = Path(__file__).resolve().parent / "fixtures" / "container_agent.py"
@@ -183,7 +190,7 @@ def test_running_container_same_rows_as_pipes(
                  gate_dir=gate_dir)  # fmt: skip
     db = tmp_path / "c.db"
     fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
-    try:
+    with reaped(fwd):
         # The forwarder ships what the running container printed so far...
         _wait_alongside(
             fwd,
@@ -193,10 +200,6 @@ def test_running_container_same_rows_as_pipes(
         assert _docker("inspect", "-f", "{{.State.Running}}", cid) == "true"
         gate.touch()  # ...and then follows it to its exit.
         _out, err = fwd.communicate(timeout=120)
-    finally:
-        if fwd.poll() is None:
-            fwd.kill()
-            fwd.wait()
     assert fwd.returncode == 3, err
     rows = [r for r in _agent_rows(db) if r["Message"] != "waiting for the gate"]
     _check_hostile_rows(rows)
@@ -314,7 +317,7 @@ def test_docker_kill_leaves_a_final_row_with_137(
     cid = _start(docker_kit, containers, env={"AGENT_FOREVER": "1"})
     db = tmp_path / "c.db"
     fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
-    try:
+    with reaped(fwd):
         _wait_alongside(
             fwd,
             lambda: any(r["Message"] == "waiting forever" for r in db_rows(db)),
@@ -322,10 +325,6 @@ def test_docker_kill_leaves_a_final_row_with_137(
         )
         _docker("kill", cid)
         _out, err = fwd.communicate(timeout=120)
-    finally:
-        if fwd.poll() is None:
-            fwd.kill()
-            fwd.wait()
     assert fwd.returncode == 137, err
     final = _final(db)
     assert final["Properties"]["exit_status"] == 137
@@ -380,7 +379,7 @@ def test_a_second_forwarder_on_the_same_container_is_refused(
     cid = _start(docker_kit, containers, env={"AGENT_FOREVER": "1"})
     db = tmp_path / "c.db"
     fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
-    try:
+    with reaped(fwd):
         _wait_alongside(fwd, lambda: len(db_rows(db)) > 0, "the first forwarder's rows")
         second = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
         assert second.returncode == 1
@@ -389,10 +388,6 @@ def test_a_second_forwarder_on_the_same_container_is_refused(
         # complete (75), and a rerun would resume.
         fwd.send_signal(signal.SIGTERM)
         _out, err = fwd.communicate(timeout=60)
-    finally:
-        if fwd.poll() is None:
-            fwd.kill()
-            fwd.wait()
     assert fwd.returncode == 75, err
     assert "rerun the same command to resume" in err
     assert not [r for r in db_rows(db) if r["LoggerName"] == FORWARDER]
@@ -525,14 +520,10 @@ def test_created_container_is_followed_once_started(
             stdout=subprocess.DEVNULL,
             stderr=fh,
         )
-    try:
+    with reaped(fwd):
         wait_for(lambda: "created but not started" in err.read_text(), 60, "the wait notice")
         _docker("start", cid)
         assert fwd.wait(timeout=120) == 4, err.read_text()
-    finally:
-        if fwd.poll() is None:
-            fwd.kill()
-            fwd.wait()
     assert [r["Message"] for r in db_rows(db)][:1] == ["started at last"]
     assert _final(db)["Properties"]["exit_status"] == 4
 
@@ -560,7 +551,7 @@ def test_rm_container_followed_to_its_removal(
     )
     db = tmp_path / "c.db"
     fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
-    try:
+    with reaped(fwd):
         _wait_alongside(
             fwd,
             lambda: any(r["Message"] == "waiting for the gate" for r in db_rows(db)),
@@ -568,10 +559,6 @@ def test_rm_container_followed_to_its_removal(
         )
         gate.touch()
         _out, err = fwd.communicate(timeout=120)
-    finally:
-        if fwd.poll() is None:
-            fwd.kill()
-            fwd.wait()
     assert fwd.returncode == 3, err
     rows = [r for r in _agent_rows(db) if r["Message"] != "waiting for the gate"]
     assert rows == through_pipes, _diff(rows, through_pipes)

@@ -11,17 +11,19 @@ killer leave a final row with their status (137).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .forward_helpers import db_rows, start_forward
+from .forward_helpers import db_rows, reaped, start_forward
 from .waiting import wait_for
 
 #: Prints numbered lines until killed; no SIGTERM handler (ignored as PID 1).
@@ -44,6 +46,18 @@ def _containers(value: str, *, running_only: bool) -> list[str]:
     if not running_only:
         argv.insert(2, "-a")
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()
+
+
+@contextlib.contextmanager
+def _cleaned_up(proc: subprocess.Popen[str], value: str) -> Iterator[None]:
+    """Runs the block; then reaps the forwarder and removes this test's containers."""
+    try:
+        with reaped(proc):
+            yield
+    finally:
+        subprocess.run(
+            ["docker", "rm", "-f", *_containers(value, running_only=False)], capture_output=True
+        )
 
 
 def _numbered(db: Path) -> list[int]:
@@ -88,7 +102,7 @@ def _stop_run(
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True)
     reader.start()
-    try:
+    with _cleaned_up(proc, value):
         wait_for(lambda: len(_numbered(db)) >= 20, timeout=60, what="the container's first lines")
         assert _containers(value, running_only=True), "the container should be running"
         seen = max(_numbered(db))
@@ -99,13 +113,6 @@ def _stop_run(
         wait_for(lambda: proc.poll() is not None, timeout=EXIT_BOUND, what="the forwarder to exit")
         reader.join(10)
         err = "".join(lines)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        subprocess.run(
-            ["docker", "rm", "-f", *_containers(value, running_only=False)], capture_output=True
-        )
     return proc, value, seen, err
 
 
@@ -162,16 +169,11 @@ def test_docker_kill_leaves_a_final_row_with_status_137(docker_kit: Any, tmp_pat
     argv = docker_kit.python_argv("-c", COUNTER, name=name, extra=label)
     proc = start_forward(["--flush-interval", "0.05", "--", *argv], tmp_path)
     db = tmp_path / "hal-logs.db"
-    try:
+    with _cleaned_up(proc, value):
         wait_for(lambda: len(_numbered(db)) >= 5, timeout=60, what="the container's first lines")
         subprocess.run(["docker", "kill", name], capture_output=True, check=True)
         wait_for(lambda: proc.poll() is not None, timeout=60, what="the forwarder to exit")
         _, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     assert proc.returncode == 137, err
     final = _final(db)
     assert final["Properties"]["exit_status"] == 137 and final["Level"] == "ERROR"
@@ -193,14 +195,9 @@ def test_an_oom_killed_container_leaves_status_137_and_the_flag(
         "-c", program, name=name, extra=[*label, "--memory", "32m", "--memory-swap", "32m"]
     )
     proc = start_forward(["--", *argv], tmp_path)
-    try:
+    with _cleaned_up(proc, value):
         _, err = proc.communicate(timeout=120)
         state = docker_kit.inspect(name, "{{.State.OOMKilled}}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     if state != "true":
         pytest.skip("this daemon did not OOM-kill a 32 MB container (cgroup memory limits off?)")
     assert proc.returncode == 137, err
@@ -219,18 +216,11 @@ def test_the_user_s_own_cidfile_is_read_and_kept(docker_kit: Any, tmp_path: Path
         tmp_path,
     )
     db = tmp_path / "hal-logs.db"
-    try:
+    with _cleaned_up(proc, value):
         wait_for(lambda: len(_numbered(db)) >= 5, timeout=60, what="the container's first lines")
         proc.send_signal(signal.SIGTERM)
         wait_for(lambda: proc.poll() is not None, timeout=EXIT_BOUND, what="the forwarder to exit")
         _, err = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        subprocess.run(
-            ["docker", "rm", "-f", *_containers(value, running_only=False)], capture_output=True
-        )
     assert proc.returncode == 137, err
     assert not _containers(value, running_only=True)
     cid = cidfile.read_text().strip()  # the user's file: read, not removed
@@ -246,7 +236,7 @@ def test_a_signal_while_the_container_is_created_leaves_nothing_running(
     value, label = _label()
     argv = docker_kit.python_argv("-c", COUNTER, rm=True, extra=label)
     proc = start_forward(["--stop-timeout", "0", "--drain-timeout", "5", "--", *argv], tmp_path)
-    try:
+    with _cleaned_up(proc, value):
         wait_for(lambda: _containers(value, running_only=False), what="the container's creation")
         proc.send_signal(signal.SIGTERM)
         wait_for(lambda: proc.poll() is not None, timeout=EXIT_BOUND, what="the forwarder to exit")
@@ -255,13 +245,6 @@ def test_a_signal_while_the_container_is_created_leaves_nothing_running(
             lambda: not _containers(value, running_only=True),
             timeout=10,
             what="no container of this test running",
-        )
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-        subprocess.run(
-            ["docker", "rm", "-f", *_containers(value, running_only=False)], capture_output=True
         )
     assert proc.returncode in (137, 143), err
     assert "Traceback" not in err

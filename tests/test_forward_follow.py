@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .forward_helpers import db_rows, messages, start_forward
+from .forward_helpers import db_rows, messages, reaped, start_forward
 from .waiting import wait_for
 
 
@@ -37,7 +37,7 @@ def test_follow_appends_truncation_rotation_then_sigterm_drains(tmp_path: Path) 
         ],
         tmp_path,
     )
-    try:
+    with reaped(proc):
         wait_for(lambda: "first line" in messages(db), what="the first line")
         _append(log, "appended 1", "appended 2")
         wait_for(lambda: "appended 2" in messages(db), what="appended lines")
@@ -61,10 +61,6 @@ def test_follow_appends_truncation_rotation_then_sigterm_drains(tmp_path: Path) 
         _append(log, "last words")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     got = messages(db)
     expected = [
@@ -119,7 +115,7 @@ def test_follow_partial_last_line_waits_for_its_newline(tmp_path: Path) -> None:
     db = tmp_path / "hal-logs.db"
     log.write_text("complete\nhalf of a li")
     proc = start_forward(["--follow", "--flush-interval", "0.1", str(log)], tmp_path)
-    try:
+    with reaped(proc):
         wait_for(lambda: "complete" in messages(db), what="the complete line")
         with log.open("a") as fh:
             fh.write("ne\n")
@@ -127,9 +123,5 @@ def test_follow_partial_last_line_waits_for_its_newline(tmp_path: Path) -> None:
         assert "half of a li" not in messages(db)
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0
     assert os.path.exists(str(log) + ".hal-checkpoint")

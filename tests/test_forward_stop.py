@@ -13,7 +13,7 @@ import pytest
 
 from hal_logging.pipeline.sources.docker_run import parse_docker_run
 
-from .forward_helpers import db_rows, start_forward
+from .forward_helpers import db_rows, reaped, start_forward
 from .waiting import wait_for
 
 #: Ignores SIGTERM, starts a grandchild that ignores it too, prints numbered lines.
@@ -52,7 +52,7 @@ def _stubborn_run(tmp_path: Path, args: list[str], signals: int) -> tuple[int, s
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True)
     reader.start()
     db = tmp_path / "hal-logs.db"
-    try:
+    with reaped(proc):
         wait_for(lambda: len(db_rows(db)) >= 10 and pidfile.exists(), what="the command to run")
         grandchild = int(pidfile.read_text())
         proc.send_signal(signal.SIGTERM)
@@ -61,10 +61,6 @@ def _stubborn_run(tmp_path: Path, args: list[str], signals: int) -> tuple[int, s
             proc.send_signal(signal.SIGTERM)
         wait_for(lambda: proc.poll() is not None, timeout=40, what="the forwarder to exit")
         reader.join(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
     return proc.returncode, "".join(lines), grandchild
 
 
@@ -161,13 +157,9 @@ def test_sighup_is_passed_on_like_sigterm(tmp_path: Path) -> None:
     )
     proc = start_forward(["--flush-interval", "0.05", "--", sys.executable, str(script)], tmp_path)
     db = tmp_path / "hal-logs.db"
-    try:
+    with reaped(proc):
         wait_for(lambda: "ready" in [r["Message"] for r in db_rows(db)], what="the child")
         proc.send_signal(signal.SIGHUP)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 4, err
     assert "got SIGHUP" in [r["Message"] for r in db_rows(db)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hal_logging import schema
 
-from .forward_helpers import ROOT, db_rows, messages, run_forward, start_forward
+from .forward_helpers import ROOT, db_rows, messages, reaped, run_forward, start_forward
 from .waiting import wait_for
 
 ENTRYPOINT = str(ROOT / "examples" / "entrypoint.py")
@@ -117,14 +117,10 @@ def test_sigterm_is_passed_to_the_command(tmp_path: Path) -> None:
     """)
     )
     proc = start_forward(["--flush-interval", "0.1", "--", sys.executable, str(script)], tmp_path)
-    try:
+    with reaped(proc):
         wait_for(lambda: "ready" in messages(tmp_path / "hal-logs.db"), what="the child to start")
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 7, err
     assert "got SIGTERM" in messages(tmp_path / "hal-logs.db")
 

@@ -12,7 +12,7 @@ import pytest
 from hal_logging.cli import main as main_cli
 from hal_logging.cli.report import default_output
 from hal_logging.pipeline.sinks.sqlite import Workspace
-from tests.forward_helpers import clean_env
+from tests.forward_helpers import clean_env, reaped
 from tests.test_report_data import exit_row, row
 from tests.waiting import wait_for
 
@@ -160,7 +160,7 @@ def test_follow_rewrites_until_a_signal(tmp_path: Path, sig: signal.Signals) -> 
         text=True,
         env=clean_env(),
     )
-    try:
+    with reaped(proc):
         # The run has no rows yet: the page says it waits, and reloads itself.
         wait_for(
             lambda: out.exists() and "waiting for the first one" in out.read_text(), 30, "page"
@@ -174,10 +174,6 @@ def test_follow_rewrites_until_a_signal(tmp_path: Path, sig: signal.Signals) -> 
         wait_for(lambda: '<td data-v="3" class="status">3</td>' in out.read_text(), 30, "exit row")
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
