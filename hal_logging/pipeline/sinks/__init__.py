@@ -11,7 +11,8 @@ entry in :data:`SINKS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,23 +58,26 @@ def _jsonl(settings: JsonlConfig, config: ForwardConfig) -> Sink:
     return JsonlSink(settings.output)
 
 
-def _azure(settings: AzureConfig, config: ForwardConfig) -> Sink:
+@contextlib.contextmanager
+def _needs_extra(what: str, extra: str) -> Iterator[None]:
+    """An import in the block that fails is a SinkConfigError naming the extra to install."""
     try:
-        from hal_logging.pipeline.sinks.azure import AzureSink
+        yield
     except ImportError as exc:
         raise SinkConfigError(
-            f"the Azure sink is not available ({exc}); install it with: pip install 'hal-logging[azure]'"
+            f"the {what} sink is not available ({exc}); install it with: pip install 'hal-logging[{extra}]'"
         ) from exc
+
+
+def _azure(settings: AzureConfig, config: ForwardConfig) -> Sink:
+    with _needs_extra("Azure", "azure"):
+        from hal_logging.pipeline.sinks.azure import AzureSink
     return AzureSink.from_config(config)
 
 
 def _otlp(settings: OtlpConfig, config: ForwardConfig) -> Sink:
-    try:
+    with _needs_extra("OTLP", "otel"):
         from hal_logging.pipeline.sinks.otlp import OtlpSink
-    except ImportError as exc:
-        raise SinkConfigError(
-            f"the OTLP sink is not available ({exc}); install it with: pip install 'hal-logging[otel]'"
-        ) from exc
     return OtlpSink.from_config(config)
 
 
