@@ -12,6 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 
+def _set(
+    out: dict[str, str], name: str, eq: str, value: str, environ: Mapping[str, str]
+) -> None:
+    """``NAME=VALUE`` sets NAME; a bare ``NAME`` passes the variable through from
+    ``environ`` when set (docker's rule for ``-e`` and env-files alike)."""
+    if eq:
+        out[name] = value
+    elif name in environ:
+        out[name] = environ[name]
+
+
 def read_env_file(path: str, environ: Mapping[str, str]) -> dict[str, str]:
     """The variables of a docker ``--env-file``, read the way docker reads it.
 
@@ -30,10 +41,7 @@ def read_env_file(path: str, environ: Mapping[str, str]) -> dict[str, str]:
             name = name.strip()
             if not name or not name.replace("_", "a").replace(".", "a").isalnum():
                 continue
-            if eq:
-                out[name] = value
-            elif name in environ:
-                out[name] = environ[name]
+            _set(out, name, eq, value, environ)
     return out
 
 
@@ -84,10 +92,7 @@ def parse_command_env(
         name, eq, value = spec.partition("=")
         if not name or not name.replace("_", "a").isalnum():
             continue
-        if eq:
-            out[name] = value
-        elif name in environ:
-            out[name] = environ[name]
+        _set(out, name, eq, value, environ)
     return out
 
 
