@@ -93,6 +93,14 @@ def _bool_value(text: str) -> bool:
     return text.strip().lower() not in ("false", "0", "f", "no")
 
 
+def _set_flag(run: DockerRun, option: str, on: bool) -> None:
+    """Notes ``-t``/``--tty`` and ``-d``/``--detach`` (long form or a letter of a short group)."""
+    if option in ("--tty", "t"):
+        run.tty = on
+    elif option in ("--detach", "d"):
+        run.detach = on
+
+
 def parse_docker_run(argv: list[str]) -> DockerRun | None:
     """A :class:`DockerRun` when ``argv`` runs ``docker run``/``docker container run``."""
     if not argv or os.path.basename(argv[0]) != "docker":
@@ -119,10 +127,7 @@ def parse_docker_run(argv: list[str]) -> DockerRun | None:
             name, eq, value = a.partition("=")
             if name in _RUN_BOOL_LONG:
                 on = _bool_value(value) if eq else True
-                if name == "--tty":
-                    run.tty = on
-                elif name == "--detach":
-                    run.detach = on
+                _set_flag(run, name, on)
                 j += 1
                 continue
             if not eq:
@@ -138,10 +143,7 @@ def parse_docker_run(argv: list[str]) -> DockerRun | None:
         while k < len(letters):
             c = letters[k]
             if c in _RUN_BOOL_SHORT:
-                if c == "t":
-                    run.tty = True
-                elif c == "d":
-                    run.detach = True
+                _set_flag(run, c, True)
                 k += 1
                 continue
             if k == len(letters) - 1:  # the value is the next argument
