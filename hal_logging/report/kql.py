@@ -53,6 +53,19 @@ COOKBOOK_RUN: Final = '"RUN_ID"'
 COOKBOOK_TASK: Final = '"TASK_ID"'
 
 
+#: A traceback's type and stack trace, the last columns of a ``project``.
+_EXCEPTION_COLUMNS: Final = (
+    f"          ExceptionType = tostring({EXC}.type),\n"
+    f"          Stacktrace = tostring({EXC}.stacktrace)\n"
+)
+
+
+def _run_rows(run: str, condition: str = "") -> str:
+    """The start of a query on one run's rows; ``condition`` narrows them further."""
+    where = f"{RUN} == {run} and {condition}" if condition else f"{RUN} == {run}"
+    return f"{T}\n| where {where}\n"
+
+
 def runs() -> str:
     """Run picker: recent runs first, with their size (value, label)."""
     return (
@@ -66,9 +79,8 @@ def runs() -> str:
 def run_summary(run: str) -> str:
     """The run: benchmark, agent, VMs, start and end, rows, errors, billed bytes."""
     return (
-        f"{T}\n"
-        f"| where {RUN} == {run}\n"
-        f"| summarize Tasks = dcount({TASK}), Rows = count(), Errors = countif({IS_ERROR}),\n"
+        _run_rows(run)
+        + f"| summarize Tasks = dcount({TASK}), Rows = count(), Errors = countif({IS_ERROR}),\n"
         f'            Warnings = countif({LEVEL} == "WARNING"), Bytes = sum(_BilledSize),\n'
         f"            Start = min({TIME}), End = max({TIME}), VMs = dcount({VM}),\n"
         f"            Benchmarks = make_set({BENCHMARK}, 5), Agents = make_set({AGENT}, 5)\n"
@@ -84,9 +96,8 @@ def task_table(run: str) -> str:
     errors an empty first error).
     """
     return (
-        f"{T}\n"
-        f"| where {RUN} == {run}\n"
-        f"| extend IsExit = {IS_EXIT_ROW}\n"
+        _run_rows(run)
+        + f"| extend IsExit = {IS_EXIT_ROW}\n"
         f"| extend IsErr = {IS_ERROR} and not(IsExit)\n"
         f"| extend ExitAt = iff(IsExit, {TIME}, datetime(1970-01-01)),\n"
         f"         ExitStatus = iff(IsExit, toint({PROPS}.exit_status), int(null)),\n"
@@ -118,13 +129,11 @@ def outcomes(run: str) -> str:
 def errors(run: str) -> str:
     """The run's errors in order, with the traceback's type and stacktrace."""
     return (
-        f"{T}\n"
-        f"| where {RUN} == {run} and {IS_ERROR}\n"
-        f"| where not({IS_EXIT_ROW})\n"
+        _run_rows(run, IS_ERROR)
+        + f"| where not({IS_EXIT_ROW})\n"
         f"| project {TIME}, {TASK}, {VM}, {LOGGER}, {MESSAGE},\n"
-        f"          ExceptionType = tostring({EXC}.type),\n"
-        f"          Stacktrace = tostring({EXC}.stacktrace)\n"
-        f"| order by {TIME} asc\n"
+        + _EXCEPTION_COLUMNS
+        + f"| order by {TIME} asc\n"
         "| take 1000"
     )
 
@@ -132,9 +141,8 @@ def errors(run: str) -> str:
 def volume(run: str, grain: str) -> str:
     """Rows, warnings and errors over time."""
     return (
-        f"{T}\n"
-        f"| where {RUN} == {run}\n"
-        f'| summarize Rows = count(), Warnings = countif({LEVEL} == "WARNING"),\n'
+        _run_rows(run)
+        + f'| summarize Rows = count(), Warnings = countif({LEVEL} == "WARNING"),\n'
         f"            Errors = countif({IS_ERROR}) by bin({TIME}, {grain})\n"
         f"| order by {TIME} asc"
     )
@@ -143,15 +151,13 @@ def volume(run: str, grain: str) -> str:
 def task_log(run: str, task: str) -> str:
     """One task's log in the order it was printed (the byte offset breaks time ties)."""
     return (
-        f"{T}\n"
-        f"| where {RUN} == {run} and {TASK} == {task}\n"
-        f"| extend Stream = tostring({HAL}.{schema.HAL_STREAM}),\n"
+        _run_rows(run, f"{TASK} == {task}")
+        + f"| extend Stream = tostring({HAL}.{schema.HAL_STREAM}),\n"
         f"         Offset = tolong({HAL}.{schema.HAL_OFFSET})\n"
         f"| order by {TIME} asc, Offset asc\n"
         f"| project {TIME}, Stream, {LEVEL}, {LOGGER}, {MESSAGE},\n"
-        f"          ExceptionType = tostring({EXC}.type),\n"
-        f"          Stacktrace = tostring({EXC}.stacktrace)\n"
-        "| take 5000"
+        + _EXCEPTION_COLUMNS
+        + "| take 5000"
     )
 
 
