@@ -14,7 +14,9 @@ finished files, followed files, a wrapped command and a followed container:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -139,11 +141,35 @@ class ExitStatusSource(Protocol):
         ...
 
 
+class CountsBytes(Protocol):
+    """A reader that counts the bytes it read."""
+
+    total_bytes: int
+
+
+def read_to_end(
+    reader: CountsBytes, fd: int, pos: int, gen: str
+) -> Generator[Chunk, None, tuple[int, float | None]]:
+    """The chunks of ``fd`` from ``pos`` to its current end, each counted in
+    ``reader.total_bytes``; returns the position reached and ``time.monotonic()``
+    when the last chunk was read (None when there was nothing to read)."""
+    read_at: float | None = None
+    while True:
+        data = os.pread(fd, CHUNK_BYTES, pos)
+        if not data:
+            return pos, read_at
+        pos += len(data)
+        reader.total_bytes += len(data)
+        read_at = time.monotonic()
+        yield Chunk(gen, data)
+
+
 __all__ = [
     "CHUNK_BYTES",
     "IDLE",
     "Chunk",
     "Closed",
+    "CountsBytes",
     "Event",
     "ExitStatusSource",
     "FileInput",
@@ -151,4 +177,5 @@ __all__ = [
     "LifetimeSource",
     "Opened",
     "Source",
+    "read_to_end",
 ]

@@ -33,7 +33,15 @@ from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from hal_logging.pipeline.checkpoint import CheckpointStore, identify, resume_point
-from hal_logging.pipeline.sources import CHUNK_BYTES, IDLE, Chunk, Closed, Event, FileInput, Opened
+from hal_logging.pipeline.sources import (
+    CHUNK_BYTES,
+    IDLE,
+    Closed,
+    Event,
+    FileInput,
+    Opened,
+    read_to_end,
+)
 
 FAST_POLL = 0.1
 SLOW_POLL = 0.25
@@ -179,13 +187,9 @@ class JsonFileReader:
         yield Opened(gen, "unknown", source, pos, FileInput(self.path, fd, ident, self.store))
         last_data = time.monotonic()
         while True:
-            data = os.pread(fd, CHUNK_BYTES, pos)
-            if data:
-                pos += len(data)
-                self.total_bytes += len(data)
-                last_data = time.monotonic()
-                yield Chunk(gen, data)
-                continue
+            pos, read_at = yield from read_to_end(self, fd, pos, gen)
+            if read_at is not None:
+                last_data = read_at
             st = _stat(self.path)
             rotated = st is not None and st != _ino_dev(fd)
             if rotated:

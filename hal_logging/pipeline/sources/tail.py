@@ -28,7 +28,15 @@ import uuid
 from collections.abc import Callable, Iterator
 
 from hal_logging.pipeline.checkpoint import CheckpointStore
-from hal_logging.pipeline.sources import CHUNK_BYTES, IDLE, Chunk, Closed, Event, Opened
+from hal_logging.pipeline.sources import (
+    CHUNK_BYTES,
+    IDLE,
+    Chunk,
+    Closed,
+    Event,
+    Opened,
+    read_to_end,
+)
 from hal_logging.pipeline.sources.file import open_input
 
 FAST_POLL = 0.1
@@ -152,13 +160,9 @@ class TailSource:
                 return
             next_fd: int | None = None
             while True:
-                data = os.pread(fd, CHUNK_BYTES, pos)
-                if data:
-                    pos += len(data)
-                    self.total_bytes += len(data)
-                    last_data = time.monotonic()
-                    yield Chunk(gen, data)
-                    continue
+                pos, read_at = yield from read_to_end(self, fd, pos, gen)
+                if read_at is not None:
+                    last_data = read_at
                 # At EOF: decide whether to stop, reopen or wait.
                 if self._should_stop(last_data):
                     # One last read: the writer may have appended since.
