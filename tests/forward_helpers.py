@@ -66,6 +66,27 @@ def start_forward(
     )
 
 
+def cli_cmd(*args: str) -> list[str]:
+    """The ``hal-logging`` command (its main entry point) with ``args``."""
+    return [sys.executable, "-m", "hal_logging.cli.main", *args]
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``hal-logging ARGS`` run to its end in a clean environment, its output captured."""
+    return subprocess.run(
+        cli_cmd(*args), capture_output=True, text=True, timeout=timeout, env=clean_env(), cwd=cwd
+    )
+
+
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """``hal-logging ARGS`` started in a clean environment, its output piped."""
+    return subprocess.Popen(
+        cli_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env()
+    )
+
+
 @contextlib.contextmanager
 def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
     """Runs the block; on the way out a ``proc`` still running is killed and reaped."""
@@ -75,6 +96,20 @@ def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def row_fields(r: dict[str, Any]) -> tuple[Any, ...]:
+    """A stored row's time, level, message, logger, stream, run and task: what two
+    deliveries of the same line must agree on."""
+    return (
+        r["TimeGenerated"],
+        r["Level"],
+        r["Message"],
+        r["LoggerName"],
+        r["Properties"]["hal"]["stream"],
+        r["RunID"],
+        r["TaskID"],
+    )
 
 
 def wire_line(

@@ -11,7 +11,6 @@ them, the careful one for the rest).
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -23,7 +22,7 @@ from hal_logging import _json, schema
 from hal_logging.pipeline.framing import Framer
 from hal_logging.pipeline.model import Record
 from hal_logging.pipeline.parsing import Parser
-from tests.forward_helpers import ROOT, clean_env, db_rows, run_forward
+from tests.forward_helpers import ROOT, db_rows, run_cli, run_forward
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -98,23 +97,8 @@ def test_a_container_cannot_fake_the_forwarders_rows(tmp_path: Path) -> None:
     assert "claimed" not in rows["normal"]["Properties"]["hal"]
 
     # The real row is the only one a query for the forwarder's rows returns.
-    q = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hal_logging.cli.main",
-            "query",
-            "--db",
-            str(db),
-            "--logger",
-            "hal_logging.forward",
-            "--json",
-        ],
-        cwd=tmp_path,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    q = run_cli(
+        "query", "--db", str(db), "--logger", "hal_logging.forward", "--json", cwd=tmp_path
     )
     assert q.returncode == 0, q.stderr
     found = [_json.loads(line) for line in q.stdout.splitlines() if line.strip()]

@@ -13,7 +13,7 @@ from hal_logging import schema
 from hal_logging.cli.query import parse_since
 from hal_logging.pipeline.sinks.sqlite import Workspace
 
-from .forward_helpers import clean_env
+from .forward_helpers import clean_env, run_cli, start_cli
 
 
 def _row(
@@ -59,14 +59,7 @@ def db(tmp_path: Path) -> Path:
 
 
 def _query(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hal_logging.cli.main", "query", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-        cwd=cwd,
-    )
+    return run_cli("query", *args, cwd=cwd)
 
 
 def _json_rows(res: subprocess.CompletedProcess[str]) -> list[dict]:
@@ -138,23 +131,14 @@ def test_missing_workspace_and_bad_since_are_clear(tmp_path: Path) -> None:
 
 
 def test_follow_prints_new_rows(db: Path) -> None:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hal_logging.cli.main",
-            "query",
-            "--db",
-            str(db),
-            "--json",
-            "--follow",
-            "--level",
-            "ERROR",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
+    proc = start_cli(
+        "query",
+        "--db",
+        str(db),
+        "--json",
+        "--follow",
+        "--level",
+        "ERROR",
     )
     try:
         assert proc.stdout is not None
@@ -282,21 +266,12 @@ def test_usage_mistakes_are_one_line(db: Path, args: tuple[str, ...], needle: st
 def test_follow_waits_for_the_workspace_to_appear(tmp_path: Path) -> None:
     """A query started before the forwarder: it waits, then prints what arrives."""
     target = tmp_path / "later.db"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hal_logging.cli.main",
-            "query",
-            "--db",
-            str(target),
-            "--json",
-            "--follow",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
+    proc = start_cli(
+        "query",
+        "--db",
+        str(target),
+        "--json",
+        "--follow",
     )
     try:
         assert proc.stdout is not None and proc.stderr is not None

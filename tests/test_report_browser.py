@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser_helpers import Browser, find_chromium, require_browser
-from tests.forward_helpers import clean_env
+from tests.forward_helpers import clean_env, run_cli
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,24 +94,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert _forward(db, "task-3", sys.executable, "-c", HOSTILE_TASK) == 3
     assert _forward(db, "task-4", sys.executable, "-c", KILLED_TASK) == 137
     out = tmp / "report.html"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hal_logging.cli.main",
-            "report",
-            "--db",
-            str(db),
-            "--run-id",
-            RUN,
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-    )
+    res = run_cli("report", "--db", str(db), "--run-id", RUN, "-o", str(out), timeout=120)
     assert res.returncode == 0, res.stderr
     return out
 

@@ -12,20 +12,13 @@ import pytest
 from hal_logging.cli import main as main_cli
 from hal_logging.cli.report import default_output
 from hal_logging.pipeline.sinks.sqlite import Workspace
-from tests.forward_helpers import clean_env, reaped
+from tests.forward_helpers import clean_env, reaped, run_cli, start_cli
 from tests.test_report_data import exit_row, row
 from tests.waiting import wait_for
 
 
 def _report(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hal_logging.cli.main", "report", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-        cwd=cwd,
-    )
+    return run_cli("report", *args, cwd=cwd, timeout=120)
 
 
 @pytest.fixture
@@ -139,26 +132,17 @@ def test_follow_rewrites_until_a_signal(tmp_path: Path, sig: signal.Signals) -> 
     db = tmp_path / "w.db"
     Workspace(str(db)).close()
     out = tmp_path / "live.html"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hal_logging.cli.main",
-            "report",
-            "--db",
-            str(db),
-            "--run-id",
-            "R1",
-            "-o",
-            str(out),
-            "--follow",
-            "--interval",
-            "0.2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
+    proc = start_cli(
+        "report",
+        "--db",
+        str(db),
+        "--run-id",
+        "R1",
+        "-o",
+        str(out),
+        "--follow",
+        "--interval",
+        "0.2",
     )
     with reaped(proc):
         # The run has no rows yet: the page says it waits, and reloads itself.
