@@ -24,7 +24,14 @@ from hal_logging.pipeline.journal import (
     open_journal,
     stream_bytes,
 )
-from tests.forward_helpers import db_count, db_rows, run_forward, start_forward
+from tests.forward_helpers import (
+    db_count,
+    db_rows,
+    forward_cmd,
+    row_fields,
+    run_forward,
+    start_forward,
+)
 from tests.waiting import wait_for
 
 NUMBERED = """\
@@ -49,17 +56,7 @@ def _journal(tmp: Path) -> Path:
 
 
 def _key(r: dict[str, Any]) -> tuple[Any, ...]:
-    hal = r["Properties"]["hal"]
-    return (
-        hal["record_id"],
-        r["TimeGenerated"],
-        r["Level"],
-        r["Message"],
-        r["LoggerName"],
-        hal["stream"],
-        r["RunID"],
-        r["TaskID"],
-    )
+    return (r["Properties"]["hal"]["record_id"], *row_fields(r))
 
 
 def _by_id(db: Path) -> dict[str, tuple[Any, ...]]:
@@ -210,40 +207,25 @@ def test_no_journal_and_usage(tmp_path: Path) -> None:
     )
     assert r.returncode == 0, r.stderr
     assert not list(tmp_path.glob("*.haljournal"))
-    r = run_forward(
-        [
-            "--db",
-            "a.db",
-            "--journal",
-            str(tmp_path / "j.bin"),
-            "--",
-            sys.executable,
-            "cmd.py",
-            "2",
-            "0",
-        ],
-        tmp_path,
-    )
+    journal_args = [
+        "--db",
+        "a.db",
+        "--journal",
+        str(tmp_path / "j.bin"),
+        "--",
+        sys.executable,
+        "cmd.py",
+        "2",
+        "0",
+    ]
+    r = run_forward(journal_args, tmp_path)
     assert r.returncode == 0, r.stderr
     fh, reader = open_journal(str(tmp_path / "j.bin"))
     with fh:
         kinds = {rec.kind for rec in reader.records()}
     assert KIND_DATA in kinds
     # The same journal path again: refused, not overwritten.
-    r = run_forward(
-        [
-            "--db",
-            "a.db",
-            "--journal",
-            str(tmp_path / "j.bin"),
-            "--",
-            sys.executable,
-            "cmd.py",
-            "2",
-            "0",
-        ],
-        tmp_path,
-    )
+    r = run_forward(journal_args, tmp_path)
     assert r.returncode == 2 and "already exists" in r.stderr
     r = run_forward(["--db", "a.db", "--journal", "x", "f.log"], tmp_path)
     assert r.returncode == 2 and "wrap mode" in r.stderr
@@ -284,52 +266,33 @@ def test_azure_down_in_wrap_mode_then_resume_into_azure_ships_each_row_once(
         emu.set_faults(down="503")
         import subprocess
 
-        live = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "hal_logging.cli.forward",
-                "--drain-timeout",
-                "2",
-                "--run-id",
-                "R",
-                "--task-id",
-                "T",
-                "--",
-                sys.executable,
-                "cmd.py",
-                "20",
-                "0",
-                "3",
-            ],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        def forward(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                forward_cmd(*args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            )
+
+        live = forward(
+            "--drain-timeout",
+            "2",
+            "--run-id",
+            "R",
+            "--task-id",
+            "T",
+            "--",
+            sys.executable,
+            "cmd.py",
+            "20",
+            "0",
+            "3",
         )
         assert live.returncode == 75, live.stderr
         journal = _journal(tmp_path)
         assert f"--resume-journal {journal}" in live.stderr
         assert not workspace_record_ids(tmp_path / "emu.db")
         emu.set_faults(down=None)
-        resumed = subprocess.run(
-            [sys.executable, "-m", "hal_logging.cli.forward", "--resume-journal", str(journal)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        resumed = forward("--resume-journal", str(journal))
         assert resumed.returncode == 0, resumed.stderr
-        again = subprocess.run(
-            [sys.executable, "-m", "hal_logging.cli.forward", "--resume-journal", str(journal)],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        again = forward("--resume-journal", str(journal))
         assert again.returncode == 0, again.stderr
         ids = workspace_record_ids(tmp_path / "emu.db")
     assert len(ids) == len(set(ids)) and len(ids) > 40  # 20+20 lines, tracebacks, the final row
