@@ -26,7 +26,7 @@ from hal_logging.archive import Content
 from hal_logging.pipeline.journal import JournalReader, open_journal, stream_bytes
 from tests.azure_helpers import client_env, started_emulator
 from tests.azurite_helpers import Azurite, require_azurite
-from tests.forward_helpers import ROOT, db_rows, forward_cmd
+from tests.forward_helpers import ROOT, db_rows, forward_cmd, row_fields
 from tests.waiting import wait_for
 
 HOSTILE = ROOT / "tests" / "fixtures" / "hostile_agent.py"
@@ -74,6 +74,25 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 180) 
     return subprocess.run(
         forward_cmd(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def _archived_run(task: str, url: str, until: Path) -> list[str]:
+    """The forwarder's arguments for wrapping cmd.py (UNTIL_FILE, ending when ``until``
+    exists) into w.db, archived to ``url``."""
+    return [
+        "--sink",
+        "sqlite",
+        "--db",
+        "w.db",
+        "--task-id",
+        task,
+        "--archive",
+        url,
+        "--",
+        sys.executable,
+        "cmd.py",
+        str(until),
+    ]
 
 
 def _start(args: list[str], cwd: Path, env: dict[str, str]) -> Any:
@@ -128,15 +147,8 @@ def _journal_streams(path: Path) -> dict[str, tuple[int, str]]:
 def _rows(db: Path) -> dict[str, tuple[Any, ...]]:
     out = {}
     for r in db_rows(db):
-        hal = r["Properties"]["hal"]
-        out[hal["record_id"]] = (
-            r["TimeGenerated"],
-            r["Level"],
-            r["Message"],
-            r["LoggerName"],
-            hal["stream"],
-            r["RunID"],
-            r["TaskID"],
+        out[r["Properties"]["hal"]["record_id"]] = (
+            *row_fields(r),
             json.dumps(r["Properties"], sort_keys=True),
         )
     return out
@@ -151,6 +163,12 @@ def _check_manifest(manifest: dict[str, Any], data: bytes, journal: Path) -> Non
     assert _streams_of(raw) == printed  # the bytes printed, stream by stream
     for s, (n, sha) in printed.items():
         assert manifest["streams"][s]["bytes"] == n and manifest["streams"][s]["sha256"] == sha
+
+
+def _check_blob(az: Azurite, blob: str, journal: Path) -> None:
+    """The archive blob and its manifest (the .json beside it) against the journal."""
+    manifest = json.loads(_blob_bytes(az, blob.replace(".gz", ".json")))
+    _check_manifest(manifest, _blob_bytes(az, blob), journal)
 
 
 def test_hostile_output_archived_to_azurite_and_a_folder_ships_back_identical(
@@ -248,20 +266,7 @@ def test_azurite_stopped_mid_upload_and_restarted(
     errfile = tmp_path / "forward.err"
     with open(errfile, "w") as errfh:
         proc = subprocess.Popen(
-            forward_cmd(
-                "--sink",
-                "sqlite",
-                "--db",
-                "w.db",
-                "--task-id",
-                "T1",
-                "--archive",
-                az.container_url("arch"),
-                "--",
-                sys.executable,
-                "cmd.py",
-                str(stop),
-            ),
+            forward_cmd(*_archived_run("T1", az.container_url("arch"), stop)),
             cwd=tmp_path,
             env=env,
             stdout=subprocess.DEVNULL,
@@ -283,8 +288,7 @@ def test_azurite_stopped_mid_upload_and_restarted(
     err = errfile.read_text()
     assert proc.returncode == 0, err
     assert "reachable again" in err
-    manifest = json.loads(_blob_bytes(az, blob.replace(".gz", ".json")))
-    _check_manifest(manifest, _blob_bytes(az, blob), journal)
+    _check_blob(az, blob, journal)
 
 
 def test_forwarder_sigkilled_mid_archive_then_rerun_resumes_the_blob(
@@ -293,24 +297,7 @@ def test_forwarder_sigkilled_mid_archive_then_rerun_resumes_the_blob(
     _emu, az, env = stack
     (tmp_path / "cmd.py").write_text(UNTIL_FILE)
     url = az.container_url("arch")
-    proc = _start(
-        [
-            "--sink",
-            "sqlite",
-            "--db",
-            "w.db",
-            "--task-id",
-            "T2",
-            "--archive",
-            url,
-            "--",
-            sys.executable,
-            "cmd.py",
-            str(tmp_path / "never"),
-        ],
-        tmp_path,
-        env,
-    )
+    proc = _start(_archived_run("T2", url, tmp_path / "never"), tmp_path, env)
     try:
         wait_for(lambda: [n for n in _blob_names(az) if n.endswith(".gz")], 60, "a first block")
         blob = _archive_blob(az)
@@ -329,8 +316,7 @@ def test_forwarder_sigkilled_mid_archive_then_rerun_resumes_the_blob(
     assert rerun.returncode == 0, rerun.stderr
     after = _committed(az, blob)
     assert after[: len(before)] == before  # resumed, not started over
-    manifest = json.loads(_blob_bytes(az, blob.replace(".gz", ".json")))
-    _check_manifest(manifest, _blob_bytes(az, blob), journal)
+    _check_blob(az, blob, journal)
 
 
 def test_a_refused_token_and_a_missing_container_say_what_to_fix(
