@@ -16,7 +16,7 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +131,42 @@ def _wait_alongside(fwd: subprocess.Popen[str], cond: Any, what: str) -> None:
         raise AssertionError(f"the forwarder ended ({fwd.returncode}): {fwd.communicate()[1]}")
 
 
+def _wait_then_kill(fwd: subprocess.Popen[str], cond: Any, what: str) -> None:
+    """_wait_alongside, then SIGKILL the forwarder (also when the wait failed)."""
+    try:
+        _wait_alongside(fwd, cond, what)
+    finally:
+        fwd.send_signal(signal.SIGKILL)
+        fwd.communicate(timeout=30)
+
+
+def _gate(tmp: Path) -> tuple[Path, Path]:
+    """A directory the container may write, and the file in it that opens its gate."""
+    gate_dir = tmp / "gate"
+    gate_dir.mkdir()
+    return gate_dir, gate_dir / "go"
+
+
+def _follow_args(db: Path, cid: str) -> list[str]:
+    """The forwarder's arguments for following container ``cid`` into ``db``."""
+    return ["--db", str(db), "--container", cid]
+
+
+def _checkpoint(tmp: Path, cid: str) -> Path:
+    """Where the forwarder (XDG_STATE_HOME from _fenv) keeps container ``cid``'s checkpoint."""
+    return tmp / "state" / "hal-logging" / "checkpoints" / f"container-{cid}.hal-checkpoint"
+
+
+def _printed(db: Path, message: str) -> Callable[[], bool]:
+    """A condition: a row with this message is in the workspace."""
+    return lambda: any(r["Message"] == message for r in db_rows(db))
+
+
+def _start_following(db: Path, cid: str, tmp: Path) -> subprocess.Popen[str]:
+    """The forwarder started on container ``cid``, into ``db``."""
+    return start_forward(_follow_args(db, cid), tmp, _fenv(tmp))
+
+
 def _final(db: Path) -> dict[str, Any]:
     finals = [r for r in db_rows(db) if r["LoggerName"] == FORWARDER]
     assert len(finals) == 1, finals
@@ -183,18 +219,16 @@ def test_running_container_same_rows_as_pipes(
     tmp_path: Path,
     through_pipes: list[dict[str, Any]],
 ) -> None:
-    gate_dir = tmp_path / "gate"
-    gate_dir.mkdir()
-    gate = gate_dir / "go"
+    gate_dir, gate = _gate(tmp_path)
     cid = _start(docker_kit, containers, driver=driver, env={"AGENT_GATE": str(gate)},
                  gate_dir=gate_dir)  # fmt: skip
     db = tmp_path / "c.db"
-    fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    fwd = _start_following(db, cid, tmp_path)
     with reaped(fwd):
         # The forwarder ships what the running container printed so far...
         _wait_alongside(
             fwd,
-            lambda: any(r["Message"] == "waiting for the gate" for r in db_rows(db)),
+            _printed(db, "waiting for the gate"),
             "the first part's rows while the container waits at its gate",
         )
         assert _docker("inspect", "-f", "{{.State.Running}}", cid) == "true"
@@ -224,7 +258,7 @@ def test_exited_container_same_rows_and_flags_win(
     cid = _start(docker_kit, containers, env={"HAL_EXECUTION_MODE": ""})
     assert _docker("wait", cid) == "3"
     db = tmp_path / "c.db"
-    proc = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    proc = run_forward(_follow_args(db, cid), tmp_path, _fenv(tmp_path))
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     rows = _agent_rows(db)
@@ -234,7 +268,7 @@ def test_exited_container_same_rows_and_flags_win(
     assert [{**r, "ExecutionMode": "docker"} for r in rows] == through_pipes
     # A rerun finds everything delivered: nothing stored twice.
     n = len(db_rows(db))
-    again = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    again = run_forward(_follow_args(db, cid), tmp_path, _fenv(tmp_path))
     assert again.returncode == 3, again.stderr
     assert len(db_rows(db)) == n and "resumed from the checkpoint" in again.stderr
     # A flag is the VM's word too, and wins over the container's environment.
@@ -263,9 +297,7 @@ def test_exited_container_same_rows_and_flags_win(
 def test_rerun_after_sigkill_loses_nothing_and_stores_nothing_twice(
     driver: str, log_opts: tuple[str, ...], docker_kit: Any, containers: list[str], tmp_path: Path
 ) -> None:
-    gate_dir = tmp_path / "gate"
-    gate_dir.mkdir()
-    gate = gate_dir / "go"
+    gate_dir, gate = _gate(tmp_path)
     n = 3000
     cid = _start(
         docker_kit,
@@ -277,19 +309,13 @@ def test_rerun_after_sigkill_loses_nothing_and_stores_nothing_twice(
     )
     db = tmp_path / "c.db"
     args = ["--db", str(db), "--batch-rows", "200", "--container", cid]
+    ckpt = _checkpoint(tmp_path, cid)
     fwd = start_forward(args, tmp_path, _fenv(tmp_path))
-    try:
-        ckpt = (
-            tmp_path / "state" / "hal-logging" / "checkpoints" / f"container-{cid}.hal-checkpoint"
-        )
-        _wait_alongside(
-            fwd,
-            lambda: ckpt.exists() and len(db_rows(db)) >= 100,
-            "the first rows in the workspace and a checkpoint",
-        )
-    finally:
-        fwd.send_signal(signal.SIGKILL)
-        fwd.communicate(timeout=30)
+    _wait_then_kill(
+        fwd,
+        lambda: ckpt.exists() and len(db_rows(db)) >= 100,
+        "the first rows in the workspace and a checkpoint",
+    )
     killed_at = len(db_rows(db))
     gate.touch()
     assert _docker("wait", cid) == "3"
@@ -316,13 +342,9 @@ def test_docker_kill_leaves_a_final_row_with_137(
 ) -> None:
     cid = _start(docker_kit, containers, env={"AGENT_FOREVER": "1"})
     db = tmp_path / "c.db"
-    fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    fwd = _start_following(db, cid, tmp_path)
     with reaped(fwd):
-        _wait_alongside(
-            fwd,
-            lambda: any(r["Message"] == "waiting forever" for r in db_rows(db)),
-            "the container's last line",
-        )
+        _wait_alongside(fwd, _printed(db, "waiting forever"), "the container's last line")
         _docker("kill", cid)
         _out, err = fwd.communicate(timeout=120)
     assert fwd.returncode == 137, err
@@ -346,7 +368,7 @@ def test_oom_killed_container_leaves_a_final_row_with_137_and_the_flag(
         extra=("--memory", "32m", "--memory-swap", "32m"),
     )
     db = tmp_path / "c.db"
-    proc = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    proc = run_forward(_follow_args(db, cid), tmp_path, _fenv(tmp_path))
     if _docker("inspect", "-f", "{{.State.OOMKilled}}", cid) != "true":
         pytest.skip("this daemon does not enforce --memory (no memory cgroup): no OOM kill")
     assert proc.returncode == 137, proc.stderr
@@ -378,10 +400,10 @@ def test_a_second_forwarder_on_the_same_container_is_refused(
 ) -> None:
     cid = _start(docker_kit, containers, env={"AGENT_FOREVER": "1"})
     db = tmp_path / "c.db"
-    fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    fwd = _start_following(db, cid, tmp_path)
     with reaped(fwd):
         _wait_alongside(fwd, lambda: len(db_rows(db)) > 0, "the first forwarder's rows")
-        second = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+        second = run_forward(_follow_args(db, cid), tmp_path, _fenv(tmp_path))
         assert second.returncode == 1
         assert "in use by another hal-logging-forward" in second.stderr
         # SIGTERM before the container exited: delivered what it read, says it is not
@@ -415,7 +437,7 @@ def test_container_with_a_terminal(
     cid = _start(docker_kit, containers, driver=driver, program=program, extra=("-t",))
     assert _docker("wait", cid) == "5"
     db = tmp_path / "c.db"
-    proc = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    proc = run_forward(_follow_args(db, cid), tmp_path, _fenv(tmp_path))
     assert proc.returncode == 5, proc.stderr
     rows = [r for r in db_rows(db) if r["LoggerName"] != FORWARDER]
     assert [r["Message"] for r in rows] == ["hello tty", "x" * 40000, "prog 2", "bye"]
@@ -428,9 +450,7 @@ def test_engine_api_rerun_after_the_driver_dropped_old_messages(
     """The `local` driver keeps a bounded log: once it dropped what the checkpoint
     counted, the rerun resumes from the checkpoint's time and loses nothing the
     daemon still has (rows near that time may be stored twice: documented)."""
-    gate_dir = tmp_path / "gate"
-    gate_dir.mkdir()
-    gate = gate_dir / "go"
+    gate_dir, gate = _gate(tmp_path)
     cid = _start(
         docker_kit,
         containers,
@@ -440,20 +460,14 @@ def test_engine_api_rerun_after_the_driver_dropped_old_messages(
         extra=("--log-opt", "max-size=100k", "--log-opt", "max-file=2"),
     )
     db = tmp_path / "c.db"
-    args = ["--db", str(db), "--container", cid]
-    ckpt = tmp_path / "state" / "hal-logging" / "checkpoints" / f"container-{cid}.hal-checkpoint"
+    args = _follow_args(db, cid)
+    ckpt = _checkpoint(tmp_path, cid)
     fwd = start_forward(args, tmp_path, _fenv(tmp_path))
-    try:
-        _wait_alongside(
-            fwd,
-            lambda: (
-                ckpt.exists() and any(r["Message"] == "waiting for the gate" for r in db_rows(db))
-            ),
-            "the first part delivered and checkpointed",
-        )
-    finally:
-        fwd.send_signal(signal.SIGKILL)
-        fwd.communicate(timeout=30)
+    _wait_then_kill(
+        fwd,
+        lambda: ckpt.exists() and any(r["Message"] == "waiting for the gate" for r in db_rows(db)),
+        "the first part delivered and checkpointed",
+    )
     gate.touch()
     assert _docker("wait", cid) == "3"
     proc = run_forward(args, tmp_path, _fenv(tmp_path))
@@ -492,7 +506,7 @@ def test_values_given_at_docker_run_are_redacted_like_dash_e(
     )
     assert _docker("wait", cid) == "0"
     db = tmp_path / "c.db"
-    proc = run_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    proc = run_forward(_follow_args(db, cid), tmp_path, _fenv(tmp_path))
     assert proc.returncode == 0, proc.stderr
     msgs = {r["Message"] for r in db_rows(db)}
     assert "given [REDACTED:env:TASK_NOTE]" in msgs
@@ -538,9 +552,7 @@ def test_rm_container_followed_to_its_removal(
 ) -> None:
     """`docker run -d --rm`: the daemon removes the container (and its log) at its
     exit; what it printed is still read to the end, with its exit status."""
-    gate_dir = tmp_path / "gate"
-    gate_dir.mkdir()
-    gate = gate_dir / "go"
+    gate_dir, gate = _gate(tmp_path)
     cid = _start(
         docker_kit,
         containers,
@@ -550,13 +562,9 @@ def test_rm_container_followed_to_its_removal(
         extra=("--rm",),
     )
     db = tmp_path / "c.db"
-    fwd = start_forward(["--db", str(db), "--container", cid], tmp_path, _fenv(tmp_path))
+    fwd = _start_following(db, cid, tmp_path)
     with reaped(fwd):
-        _wait_alongside(
-            fwd,
-            lambda: any(r["Message"] == "waiting for the gate" for r in db_rows(db)),
-            "the first part's rows",
-        )
+        _wait_alongside(fwd, _printed(db, "waiting for the gate"), "the first part's rows")
         gate.touch()
         _out, err = fwd.communicate(timeout=120)
     assert fwd.returncode == 3, err
