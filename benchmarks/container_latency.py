@@ -165,13 +165,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "container.txt")
     args = ap.parse_args()
 
-    from tests.docker_helpers import DockerKit, daemon_problem, ensure_image
+    from tests.docker_helpers import bench_kit
 
-    problem = daemon_problem()
-    if problem is not None:
-        print(f"skipped: {problem}")
+    kit = bench_kit()
+    if kit is None:
         return
-    kit = DockerKit(ensure_image())
     t0 = time.monotonic()
     results = []
     with tempfile.TemporaryDirectory(prefix="hal-container-bench-") as d:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from agent_lines import write_agent_lines  # noqa: E402
 
-from tests.docker_helpers import DockerKit, daemon_problem, ensure_image  # noqa: E402
+from tests.docker_helpers import bench_kit  # noqa: E402
 
 DUMP = """\
 import sys
@@ -80,11 +80,9 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
-    problem = daemon_problem()
-    if problem is not None:
-        print(f"skipped: {problem}")
+    kit = bench_kit()
+    if kit is None:
         return
-    kit = DockerKit(ensure_image())
     with tempfile.TemporaryDirectory(prefix="hal-docker-bench-") as tmp:
         work = Path(tmp)
         data = work / "lines.jsonl"

@@ -169,20 +169,29 @@ class DockerKit:
             subprocess.run(["docker", "rm", "-f", *containers], capture_output=True)
 
     @staticmethod
-    def leftovers() -> list[str]:
-        """Ids of this suite's containers that still exist (running or not)."""
+    def _ours(ps_flags: str) -> list[str]:
+        """Ids ``docker ps ps_flags`` lists among this suite's containers."""
         r = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"label={LABEL}={SESSION}"],
+            ["docker", "ps", ps_flags, "--filter", f"label={LABEL}={SESSION}"],
             capture_output=True,
             text=True,
         )
         return r.stdout.split()
 
     @staticmethod
+    def leftovers() -> list[str]:
+        """Ids of this suite's containers that still exist (running or not)."""
+        return DockerKit._ours("-aq")
+
+    @staticmethod
     def running() -> list[str]:
-        r = subprocess.run(
-            ["docker", "ps", "-q", "--filter", f"label={LABEL}={SESSION}"],
-            capture_output=True,
-            text=True,
-        )
-        return r.stdout.split()
+        return DockerKit._ours("-q")
+
+
+def bench_kit() -> DockerKit | None:
+    """A benchmark's kit, or None after printing why the benchmark is skipped."""
+    problem = daemon_problem()
+    if problem is not None:
+        print(f"skipped: {problem}")
+        return None
+    return DockerKit(ensure_image())
