@@ -124,13 +124,19 @@ def _assert_all_delivered_in_order(db: Path, seen: int) -> None:
     assert rowids == got  # stored in the order printed, too
 
 
+def _assert_stopped_and_delivered(tmp: Path, value: str, seen: int) -> Path:
+    """No container of the run left running, every line delivered in order; the workspace."""
+    assert not _containers(value, running_only=True), "a container was left running"
+    db = tmp / "hal-logs.db"
+    _assert_all_delivered_in_order(db, seen)
+    return db
+
+
 def test_sigterm_to_a_pid1_that_ignores_it_is_escalated_through_the_daemon(
     docker_kit: Any, tmp_path: Path
 ) -> None:
     proc, value, seen, err = _stop_run(docker_kit, tmp_path, init=False)
-    assert not _containers(value, running_only=True), "a container was left running"
-    db = tmp_path / "hal-logs.db"
-    _assert_all_delivered_in_order(db, seen)
+    db = _assert_stopped_and_delivered(tmp_path, value, seen)
     final = _final(db)
     assert final["Properties"]["exit_status"] == 137 and final["Level"] == "ERROR"
     assert re.fullmatch(r"[0-9a-f]{64}", final["Properties"]["container_id"])
@@ -144,9 +150,7 @@ def test_with_init_the_signal_reaches_the_program_and_no_escalation_is_needed(
     docker_kit: Any, tmp_path: Path
 ) -> None:
     proc, value, seen, err = _stop_run(docker_kit, tmp_path, init=True)
-    assert not _containers(value, running_only=True), "a container was left running"
-    db = tmp_path / "hal-logs.db"
-    _assert_all_delivered_in_order(db, seen)
+    db = _assert_stopped_and_delivered(tmp_path, value, seen)
     assert _final(db)["Properties"]["exit_status"] == 143  # 128 + SIGTERM, reported by the init
     assert proc.returncode == 143, err
     assert "stopped for good after" not in err
@@ -157,8 +161,7 @@ def test_a_second_sigterm_escalates_at_once(docker_kit: Any, tmp_path: Path) -> 
     proc, value, seen, err = _stop_run(
         docker_kit, tmp_path, init=False, signals=2, stop_timeout=600
     )
-    assert not _containers(value, running_only=True), "a container was left running"
-    _assert_all_delivered_in_order(tmp_path / "hal-logs.db", seen)
+    _assert_stopped_and_delivered(tmp_path, value, seen)
     assert proc.returncode == 137, err
     assert "stopped through the daemon" in err
 
