@@ -196,26 +196,22 @@ def test_installed_from_the_wheel_alone(fresh: Path) -> None:
 def test_step2_azure_setup_from_the_installed_wheel(fresh: Path, tmp_path: Path) -> None:
     bindir, log = fake_az.install(tmp_path / "az")
     env = _env(fresh, {"HOME": str(tmp_path)}, fake_az_bin=bindir)
-    dry = subprocess.run(
-        [*SETUP, "--dry-run"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=fresh,
-        timeout=120,
-        check=False,
-    )
+
+    def setup(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*SETUP, *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=fresh,
+            timeout=120,
+            check=False,
+        )
+
+    dry = setup("--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert fake_az.calls(log) == []
-    real = subprocess.run(
-        SETUP,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=fresh,
-        timeout=120,
-        check=False,
-    )
+    real = setup()
     assert real.returncode == 0, real.stderr
     exports = dict(re.findall(r"^export (\w+)='([^']*)'", real.stdout, re.M))
     assert exports == {
