@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -112,6 +114,45 @@ def row_fields(r: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def write_signal_catcher(path: Path, sig: signal.Signals, status: int) -> Path:
+    """A script at ``path`` that prints "ready" and waits; on ``sig`` it prints
+    "got SIGNAME" and exits with ``status``."""
+    path.write_text(
+        textwrap.dedent(f"""
+        import signal, sys, time
+        def bye(signum, frame):
+            print("got {sig.name}", flush=True)
+            sys.exit({status})
+        signal.signal(signal.{sig.name}, bye)
+        print("ready", flush=True)
+        while True:
+            time.sleep(0.05)
+    """)
+    )
+    return path
+
+
+def agent_row(
+    time: str, level: str, msg: str, logger: str, run: str, task: str, **more: Any
+) -> dict[str, Any]:
+    """A full schema row of an agent's line (LogType AgentLog unless ``more`` says
+    otherwise); ``more`` sets any other column."""
+    row: dict[str, Any] = schema.empty_row()
+    row.update(
+        {
+            "TimeGenerated": time,
+            "Level": level,
+            "Message": msg,
+            "LoggerName": logger,
+            "RunID": run,
+            "TaskID": task,
+            "LogType": "AgentLog",
+            **more,
+        }
+    )
+    return row
+
+
 def wire_line(
     i: int,
     *,
@@ -122,16 +163,14 @@ def wire_line(
     msg: str | None = None,
 ) -> bytes:
     """A wire line (docs/contract.md §2) with a fixed, distinct TimeGenerated."""
-    row: dict[str, Any] = schema.empty_row()
     sec, us = divmod(i, 1_000_000)
-    row.update(
-        TimeGenerated=f"2024-05-01T00:{(sec // 60) % 60:02d}:{sec % 60:02d}.{us:06d}Z",
-        Level=level,
-        Message=msg if msg is not None else f"step {i} done",
-        LoggerName=logger,
-        RunID=run,
-        TaskID=task,
-        LogType="AgentLog",
+    row = agent_row(
+        f"2024-05-01T00:{(sec // 60) % 60:02d}:{sec % 60:02d}.{us:06d}Z",
+        level,
+        msg if msg is not None else f"step {i} done",
+        logger,
+        run,
+        task,
         Properties={"i": i, "tokens": i * 7 % 1000},
     )
     return schema.WIRE_PREFIX + _json.dumps(row)[1:]

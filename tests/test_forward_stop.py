@@ -13,7 +13,7 @@ import pytest
 
 from hal_logging.pipeline.sources.docker_run import parse_docker_run
 
-from .forward_helpers import db_rows, reaped, start_forward
+from .forward_helpers import db_rows, reaped, start_forward, write_signal_catcher
 from .waiting import wait_for
 
 #: Ignores SIGTERM, starts a grandchild that ignores it too, prints numbered lines.
@@ -142,19 +142,7 @@ def test_the_command_runs_in_its_own_process_group(tmp_path: Path) -> None:
 def test_sighup_is_passed_on_like_sigterm(tmp_path: Path) -> None:
     # The command has its own session, so a closed terminal's SIGHUP reaches only the
     # forwarder: it must pass it on, or the command would outlive its terminal.
-    script = tmp_path / "hup.py"
-    script.write_text(
-        textwrap.dedent("""
-        import signal, sys, time
-        def bye(signum, frame):
-            print("got SIGHUP", flush=True)
-            sys.exit(4)
-        signal.signal(signal.SIGHUP, bye)
-        print("ready", flush=True)
-        while True:
-            time.sleep(0.05)
-    """)
-    )
+    script = write_signal_catcher(tmp_path / "hup.py", signal.SIGHUP, 4)
     proc = start_forward(["--flush-interval", "0.05", "--", sys.executable, str(script)], tmp_path)
     db = tmp_path / "hal-logs.db"
     with reaped(proc):

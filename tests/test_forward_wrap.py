@@ -11,7 +11,15 @@ from pathlib import Path
 
 from hal_logging import schema
 
-from .forward_helpers import ROOT, db_rows, messages, reaped, run_forward, start_forward
+from .forward_helpers import (
+    ROOT,
+    db_rows,
+    messages,
+    reaped,
+    run_forward,
+    start_forward,
+    write_signal_catcher,
+)
 from .waiting import wait_for
 
 ENTRYPOINT = str(ROOT / "examples" / "entrypoint.py")
@@ -103,19 +111,7 @@ def test_container_cannot_claim_another_run_and_dash_e_context_is_trusted(tmp_pa
 
 
 def test_sigterm_is_passed_to_the_command(tmp_path: Path) -> None:
-    script = tmp_path / "child.py"
-    script.write_text(
-        textwrap.dedent("""
-        import signal, sys, time
-        def bye(signum, frame):
-            print("got SIGTERM", flush=True)
-            sys.exit(7)
-        signal.signal(signal.SIGTERM, bye)
-        print("ready", flush=True)
-        while True:
-            time.sleep(0.05)
-    """)
-    )
+    script = write_signal_catcher(tmp_path / "child.py", signal.SIGTERM, 7)
     proc = start_forward(["--flush-interval", "0.1", "--", sys.executable, str(script)], tmp_path)
     with reaped(proc):
         wait_for(lambda: "ready" in messages(tmp_path / "hal-logs.db"), what="the child to start")

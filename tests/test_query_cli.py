@@ -13,7 +13,7 @@ from hal_logging import schema
 from hal_logging.cli.query import parse_since
 from hal_logging.pipeline.sinks.sqlite import Workspace
 
-from .forward_helpers import clean_env, run_cli, start_cli
+from .forward_helpers import agent_row, clean_env, run_cli, start_cli
 
 
 def _row(
@@ -26,16 +26,7 @@ def _row(
     msg: str = "",
     t: str = "2024-05-01T00:00:00",
 ) -> dict:
-    row = schema.empty_row()
-    row.update(
-        TimeGenerated=f"{t}.{i:06d}Z",
-        Level=level,
-        Message=msg or f"message {i}",
-        LoggerName=logger,
-        RunID=run,
-        TaskID=task,
-        LogType="AgentLog",
-    )
+    row = agent_row(f"{t}.{i:06d}Z", level, msg or f"message {i}", logger, run, task)
     row["Properties"] = {"i": i, "hal": {"record_id": f"rid-{run}-{i}"}}
     return row
 

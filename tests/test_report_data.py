@@ -23,6 +23,7 @@ from hal_logging import schema
 from hal_logging.pipeline.sinks.sqlite import Workspace
 from hal_logging.report import data
 from hal_logging.report.render import render, script_json
+from tests.forward_helpers import agent_row
 
 RUN = "R1"
 HOSTILE = "<script>window.__pwned = 1</script>"
@@ -44,14 +45,13 @@ def row(
 ) -> dict[str, Any]:
     global _n
     _n += 1
-    r = schema.empty_row()
-    r.update(
-        TimeGenerated=f"2026-12-01T10:{second // 60:02d}:{second % 60:02d}.{_n:06d}Z",
-        Level=level,
-        Message=msg or f"message {_n}",
-        LoggerName=logger,
-        RunID=run,
-        TaskID=task,
+    r = agent_row(
+        f"2026-12-01T10:{second // 60:02d}:{second % 60:02d}.{_n:06d}Z",
+        level,
+        msg or f"message {_n}",
+        logger,
+        run,
+        task,
         Benchmark="bench",
         AgentName="agent-x",
         VMName=vm,
