@@ -16,7 +16,7 @@ from typing import Any
 from hal_logging import schema
 from hal_logging.pipeline.metering import Meter
 
-__all__ = ["RunStats"]
+__all__ = ["RunStats", "human_bytes"]
 
 _GB = 1_000_000_000
 
@@ -103,7 +103,7 @@ class RunStats(Meter):
         levels = ", ".join(f"{lv} {self.rows[lv]}" for lv in schema.LEVELS if self.rows.get(lv))
         lines = [
             f"hal-logging-forward: {self.total_rows} rows ({levels or 'none'}) from "
-            f"{_human_bytes(self.bytes_read)} in {self.elapsed:.1f}s -> {self.sink}",
+            f"{human_bytes(self.bytes_read)} in {self.elapsed:.1f}s -> {self.sink}",
             f"  delivered {self.delivered}"
             + (f" (already stored: {self.duplicates})" if self.duplicates else "")
             + f", undelivered {self.undelivered}, dead-lettered {self.dead_lettered}, "
@@ -187,7 +187,7 @@ class RunStats(Meter):
         total = rep["billed_bytes"]
         lines = [
             f"hal-logging-forward --dry-run: nothing was written or sent. {self.total_rows} rows, "
-            f"{_human_bytes(total)} billed (estimate), at ${price_per_gb:.2f}/GB:",
+            f"{human_bytes(total)} billed (estimate), at ${price_per_gb:.2f}/GB:",
             f"  {'':<28}{'rows':>10}{'billed':>12}{'share':>8}{'per task':>12}{'per month':>12}",
         ]
 
@@ -195,7 +195,7 @@ class RunStats(Meter):
             share = (b / total * 100) if total else 0.0
             per_task = b / ntasks / _GB * price_per_gb
             return (
-                f"  {name[:27]:<28}{rows:>10}{_human_bytes(b):>12}{share:>7.1f}%"
+                f"  {name[:27]:<28}{rows:>10}{human_bytes(b):>12}{share:>7.1f}%"
                 f"{_money(per_task):>12}{_money(per_task * tasks_per_month):>12}"
             )
 
@@ -231,7 +231,8 @@ class RunStats(Meter):
         return "\n".join(lines)
 
 
-def _human_bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KB``, ``3.2 MB``, ``12.0 GB`` (powers of 1000)."""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

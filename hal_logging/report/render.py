@@ -30,6 +30,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from hal_logging import _json, schema
+from hal_logging.pipeline.summary import human_bytes
 from hal_logging.report import data
 
 _TEMPLATE: Final = "report.html.j2"
@@ -64,14 +65,6 @@ def script_json(value: Any) -> Markup:
 def _short_time(text: str) -> str:
     """``2026-12-06T08:37:51.646029Z`` -> ``08:37:51.646``."""
     return text[11:23] if len(text) >= 23 and text[10:11] == "T" else text
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover
 
 
 def _human_seconds(s: float | None) -> str:
@@ -148,7 +141,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        bytes=_human_bytes,
+        bytes=human_bytes,
         seconds=_human_seconds,
         short_time=_short_time,
         status=data.describe_status,
