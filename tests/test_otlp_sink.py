@@ -14,7 +14,8 @@ from hal_logging.otel import SEVERITY_NUMBERS, flatten, parse_time_ns, resource_
 from hal_logging.pipeline.config import ForwardConfig
 from hal_logging.pipeline.model import DeliveryError, Record
 from hal_logging.pipeline.sinks.otlp import DEFAULT_ENDPOINT, OtlpSink, resolve_endpoint
-from hal_logging.schema import LEVELS, empty_row
+from hal_logging.schema import LEVELS
+from tests.forward_helpers import agent_row
 from tests.otlp_helpers import Receiver, otlp_receiver
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -28,20 +29,18 @@ def receiver() -> Iterator[Receiver]:
 
 
 def make_record(i: int, level: str = "INFO", task: str = "task-1", **props: Any) -> Record:
-    row = empty_row()
-    row.update(
-        TimeGenerated=f"2024-05-01T12:00:{i % 60:02d}.{i:06d}Z",
-        Level=level,
-        Message=f"message {i}",
-        LoggerName="agent.loop",
-        RunID="run-7",
-        TaskID=task,
+    row = agent_row(
+        f"2024-05-01T12:00:{i % 60:02d}.{i:06d}Z",
+        level,
+        f"message {i}",
+        "agent.loop",
+        "run-7",
+        task,
         Benchmark="swebench",
         AgentName="my-agent",
         VMName="vm-3",
         ExecutionMode="docker",
         ExecutedBy="alice",
-        LogType="AgentLog",
     )
     row["Properties"] = {
         "hal": {"stream": "stdout", "record_id": f"rid-{i}", "format": "wire"},

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hal_logging import _json, schema
 from hal_logging.pipeline.model import Line
 from hal_logging.pipeline.parsing import Parser
+from tests.forward_helpers import agent_row
 
 TRUSTED = {"RunID": "run-1", "VMName": "vm-a"}
 
@@ -105,16 +106,12 @@ def test_fast_path_agrees_with_the_careful_path(
 
 
 def _base() -> dict[str, Any]:
-    obj: dict[str, Any] = {schema.WIRE_VERSION_KEY: 1, **schema.empty_row()}
-    obj.update(
-        TimeGenerated="2024-05-01T12:00:00.123456Z",
-        Level="INFO",
-        Message="step done",
-        LoggerName="agent",
-        LogType="AgentLog",
-        Properties={"step": 1},
-    )
-    return obj
+    return {
+        schema.WIRE_VERSION_KEY: 1,
+        **agent_row(
+            "2024-05-01T12:00:00.123456Z", "INFO", "step done", "agent", "", "", Properties={"step": 1}
+        ),
+    }
 
 
 _ONE_CHANGE: list[dict[str, Any]] = [

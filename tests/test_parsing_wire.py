@@ -8,22 +8,23 @@ from hal_logging import _json, schema
 from hal_logging.pipeline.model import Line
 from hal_logging.pipeline.parsing import Parser, record_id
 
+from .forward_helpers import agent_row
 from .parsing_helpers import check_row, run
 
 
 def wire(**overrides: Any) -> bytes:
-    row: dict[str, Any] = {schema.WIRE_VERSION_KEY: schema.WIRE_VERSION}
-    row.update(dict.fromkeys(schema.COLUMN_NAMES, ""))
-    row.update(
-        TimeGenerated="2024-05-01T12:00:00.123456Z",
-        Level="INFO",
-        Message="hello",
-        LoggerName="agent",
-        RunID="run-1",
-        TaskID="task-1",
-        LogType="AgentLog",
-        Properties={"step": 3, "nested": {"a": [1, 2]}},
-    )
+    row: dict[str, Any] = {
+        schema.WIRE_VERSION_KEY: schema.WIRE_VERSION,
+        **agent_row(
+            "2024-05-01T12:00:00.123456Z",
+            "INFO",
+            "hello",
+            "agent",
+            "run-1",
+            "task-1",
+            Properties={"step": 3, "nested": {"a": [1, 2]}},
+        ),
+    }
     row.update(overrides)
     return _json.dumps(row)
 
