@@ -101,6 +101,13 @@ def make(tmp_path: Path, sender: Any, **kw: Any) -> AzureMonitorHandler:
     )
 
 
+def attached(root: logging.Logger, tmp_path: Path, sender: Any, **kw: Any) -> AzureMonitorHandler:
+    """:func:`make`'s handler, added to ``root``."""
+    h = make(tmp_path, sender, **kw)
+    root.addHandler(h)
+    return h
+
+
 def spilled(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -129,8 +136,7 @@ def run_with_deadline(fn: Any, deadline: float = 10.0) -> None:
 
 def test_rows_have_the_contract_shape(tmp_path: Path, root: logging.Logger) -> None:
     sender = ListSender()
-    h = make(tmp_path, sender, context={"run_id": "r1", "task_id": "t1"})
-    root.addHandler(h)
+    h = attached(root, tmp_path, sender, context={"run_id": "r1", "task_id": "t1"})
     try:
         raise ValueError("boom")
     except ValueError:
@@ -150,8 +156,7 @@ def test_rows_have_the_contract_shape(tmp_path: Path, root: logging.Logger) -> N
 
 def test_error_sends_at_once_and_batch_size_triggers(tmp_path: Path, root: logging.Logger) -> None:
     sender = ListSender()
-    h = make(tmp_path, sender, batch_size=10)
-    root.addHandler(h)
+    h = attached(root, tmp_path, sender, batch_size=10)
     log = logging.getLogger("app")
     log.info("waits for a trigger")
     log.error("urgent")  # flush_interval is an hour: only the ERROR trigger can send these
@@ -165,8 +170,7 @@ def test_error_sends_at_once_and_batch_size_triggers(tmp_path: Path, root: loggi
 
 def test_timer_sends(tmp_path: Path, root: logging.Logger) -> None:
     sender = ListSender()
-    h = make(tmp_path, sender, flush_interval=0.05)
-    root.addHandler(h)
+    h = attached(root, tmp_path, sender, flush_interval=0.05)
     logging.getLogger("app").info("only the timer sends this")
     wait_for(lambda: len(sender.rows) == 1, 10, "the timer")
     h.close()
@@ -176,8 +180,7 @@ def test_blocked_service_emit_returns_and_close_ends_within_timeout(
     tmp_path: Path, root: logging.Logger
 ) -> None:
     sender = BlockedSender()
-    h = make(tmp_path, sender, queue_size=50, close_timeout=0.5)
-    root.addHandler(h)
+    h = attached(root, tmp_path, sender, queue_size=50, close_timeout=0.5)
     log = logging.getLogger("app")
     log.error("first: wakes the sender, which then hangs")
     assert sender.entered.wait(10)
@@ -203,8 +206,7 @@ def test_failed_sends_spill_and_say_so(
     tmp_path: Path, root: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sender = FailingSender()
-    h = make(tmp_path, sender)
-    root.addHandler(h)
+    h = attached(root, tmp_path, sender)
     for i in range(3):
         logging.getLogger("app").error("e%d", i)
     wait_for(lambda: h.stats["spilled"] == 3, 10, "failed rows to be spilled")
@@ -234,8 +236,7 @@ def test_sender_logging_does_not_loop(tmp_path: Path, root: logging.Logger) -> N
 
 def test_ignored_loggers_from_any_thread(tmp_path: Path, root: logging.Logger) -> None:
     sender = ListSender()
-    h = make(tmp_path, sender)
-    root.addHandler(h)
+    h = attached(root, tmp_path, sender)
     logging.getLogger("azure.identity").warning("token")
     logging.getLogger("urllib3").warning("retry")
     logging.getLogger("azurefoo").warning("not an azure logger")  # prefix match is by dotted name
@@ -249,8 +250,7 @@ def test_flush_while_logging_shutdown_holds_the_handler_lock(
 ) -> None:
     """logging.shutdown() calls flush()/close() holding the handler's lock; the sender logs."""
     sender = ChattySender()
-    h = make(tmp_path, sender)
-    root.addHandler(h)
+    h = attached(root, tmp_path, sender)
     for i in range(20):
         logging.getLogger("app").info("r%d", i)
 
@@ -312,8 +312,7 @@ def test_fork_child_gets_its_own_queue_and_sender(tmp_path: Path, root: logging.
                 f.writelines(line + b"\n" for line in lines)
 
     sender = FileSender()
-    h = make(tmp_path, sender)
-    root.addHandler(h)
+    h = attached(root, tmp_path, sender)
     log = logging.getLogger("app")
     log.error("parent before fork")
     wait_for(lambda: len(sender.rows) == 1, 10, "the parent's first row")
