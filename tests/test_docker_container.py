@@ -167,6 +167,15 @@ def _start_following(db: Path, cid: str, tmp: Path) -> subprocess.Popen[str]:
     return start_forward(_follow_args(db, cid), tmp, _fenv(tmp))
 
 
+def _follow_forever(
+    kit: Any, started: list[str], tmp: Path
+) -> tuple[str, Path, subprocess.Popen[str]]:
+    """A container that runs until stopped, and the forwarder following it into tmp/c.db."""
+    cid = _start(kit, started, env={"AGENT_FOREVER": "1"})
+    db = tmp / "c.db"
+    return cid, db, _start_following(db, cid, tmp)
+
+
 def _final(db: Path) -> dict[str, Any]:
     finals = [r for r in db_rows(db) if r["LoggerName"] == FORWARDER]
     assert len(finals) == 1, finals
@@ -340,9 +349,7 @@ def test_rerun_after_sigkill_loses_nothing_and_stores_nothing_twice(
 def test_docker_kill_leaves_a_final_row_with_137(
     docker_kit: Any, containers: list[str], tmp_path: Path
 ) -> None:
-    cid = _start(docker_kit, containers, env={"AGENT_FOREVER": "1"})
-    db = tmp_path / "c.db"
-    fwd = _start_following(db, cid, tmp_path)
+    cid, db, fwd = _follow_forever(docker_kit, containers, tmp_path)
     with reaped(fwd):
         _wait_alongside(fwd, _printed(db, "waiting forever"), "the container's last line")
         _docker("kill", cid)
@@ -398,9 +405,7 @@ def test_gone_container_is_one_line_and_exit_1(
 def test_a_second_forwarder_on_the_same_container_is_refused(
     docker_kit: Any, containers: list[str], tmp_path: Path
 ) -> None:
-    cid = _start(docker_kit, containers, env={"AGENT_FOREVER": "1"})
-    db = tmp_path / "c.db"
-    fwd = _start_following(db, cid, tmp_path)
+    cid, db, fwd = _follow_forever(docker_kit, containers, tmp_path)
     with reaped(fwd):
         _wait_alongside(fwd, lambda: len(db_rows(db)) > 0, "the first forwarder's rows")
         second = run_forward(_follow_args(db, cid), tmp_path, _fenv(tmp_path))
