@@ -42,18 +42,21 @@ def logger() -> Iterator[logging.Logger]:
         lg.removeHandler(h)
 
 
+@pytest.fixture
+def stand_in(emulator: Emulator, azure_env: dict[str, str]) -> Emulator:  # noqa: F811
+    """The stand-in, with this process's Azure SDK and credentials pointed at it."""
+    return emulator
+
+
 def handler_for(emu: Emulator, tmp_path: Path, **kw: Any) -> AzureMonitorHandler:
     kw.setdefault("spill_path", tmp_path / "spill.jsonl")
     return AzureMonitorHandler(emu.endpoint, emu.rule_id, emu.stream, **kw)
 
 
 def test_eight_threads_all_arrive(
-    emulator: Emulator,  # noqa: F811
-    azure_env: dict[str, str],  # noqa: F811
-    tmp_path: Path,
-    logger: logging.Logger,
+    stand_in: Emulator, tmp_path: Path, logger: logging.Logger
 ) -> None:
-    h = handler_for(emulator, tmp_path, context={"run_id": "run-8x2000"}, close_timeout=60)
+    h = handler_for(stand_in, tmp_path, context={"run_id": "run-8x2000"}, close_timeout=60)
     logger.addHandler(h)
     threads, per_thread = 8, 2000
 
@@ -73,14 +76,14 @@ def test_eight_threads_all_arrive(
     assert stats["errors"] == stats["refused"] == stats["backlog"] == 0
     # A burst beyond queue_size is spilled to disk and sent from there: none is left.
     assert stats["recovered"] == stats["spilled"]
-    rows = emulator.workspace.rows()
+    rows = stand_in.workspace.rows()
     assert len(rows) == total
     seen = {(r["Properties"]["t"], r["Properties"]["i"]) for r in rows}
     assert seen == {(t, i) for t in range(threads) for i in range(per_thread)}
-    assert len(set(emulator.workspace.record_ids())) == total
+    assert len(set(stand_in.workspace.record_ids())) == total
     assert {r["RunID"] for r in rows} == {"run-8x2000"}
     assert {r["LogType"] for r in rows} == {"VMOperation"}
-    emu_stats = emulator.stats()
+    emu_stats = stand_in.stats()
     assert emu_stats["over_limit_requests"] == 0 and emu_stats["undeclared_columns"] == {}
     # Batched, not one request per record. How full each batch is depends on how the
     # emitting threads and the sender are scheduled (a loaded CI box gives smaller
@@ -90,15 +93,12 @@ def test_eight_threads_all_arrive(
 
 
 def test_unreachable_service_spills_and_never_raises(
-    emulator: Emulator,  # noqa: F811
-    azure_env: dict[str, str],  # noqa: F811
-    tmp_path: Path,
-    logger: logging.Logger,
+    stand_in: Emulator, tmp_path: Path, logger: logging.Logger
 ) -> None:
     """A closed port: emit returns, batches are spilled after the retry window, nothing is lost."""
     h = AzureMonitorHandler(
         f"https://127.0.0.1:{closed_port()}",
-        emulator.rule_id,
+        stand_in.rule_id,
         queue_size=100,
         retry_timeout=0.5,
         close_timeout=5,
@@ -120,17 +120,14 @@ def test_unreachable_service_spills_and_never_raises(
 
 
 def test_hung_service_close_ends_within_its_timeout(
-    emulator: Emulator,  # noqa: F811
-    azure_env: dict[str, str],  # noqa: F811
-    tmp_path: Path,
-    logger: logging.Logger,
+    stand_in: Emulator, tmp_path: Path, logger: logging.Logger
 ) -> None:
     """A service that accepts and never answers: emit returns while the sender hangs."""
     with silent_server() as server:
         port = server.url.rsplit(":", 1)[1]
         h = AzureMonitorHandler(
             f"https://127.0.0.1:{port}",
-            emulator.rule_id,
+            stand_in.rule_id,
             queue_size=50,
             close_timeout=0.5,
             spill_path=tmp_path / "spill.jsonl",
@@ -150,11 +147,7 @@ def test_hung_service_close_ends_within_its_timeout(
         assert len(spilled(tmp_path / "spill.jsonl")) == 501
 
 
-def test_logging_inside_delivery_does_not_loop(
-    emulator: Emulator,  # noqa: F811
-    azure_env: dict[str, str],  # noqa: F811
-    tmp_path: Path,
-) -> None:
+def test_logging_inside_delivery_does_not_loop(stand_in: Emulator, tmp_path: Path) -> None:
     """A credential that logs, and azure-core at DEBUG, with the handler on the root logger."""
     from azure.identity import ManagedIdentityCredential
 
@@ -178,14 +171,14 @@ def test_logging_inside_delivery_does_not_loop(
     root.setLevel(logging.DEBUG)
     logging.getLogger("azure").setLevel(logging.DEBUG)
     policy.setLevel(logging.DEBUG)  # logs every request, from the engine's request threads
-    h = handler_for(emulator, tmp_path, credential=credential, flush_interval=0.05)
+    h = handler_for(stand_in, tmp_path, credential=credential, flush_interval=0.05)
     other = Capture()
     root.addHandler(h)
     root.addHandler(other)
     try:
         for i in range(20):
             logging.getLogger("app").info("app record %d", i)
-        wait_for(lambda: emulator.workspace.count() >= 20, 30, "the app's rows")
+        wait_for(lambda: stand_in.workspace.count() >= 20, 30, "the app's rows")
 
         def shutdown_like() -> None:  # as logging.shutdown(): under the handler lock
             h.acquire()
@@ -202,9 +195,9 @@ def test_logging_inside_delivery_does_not_loop(
         root.setLevel(saved[0])
         logging.getLogger("azure").setLevel(saved[1])
         policy.setLevel(saved[2])
-    names = {r["LoggerName"] for r in emulator.workspace.rows()}
+    names = {r["LoggerName"] for r in stand_in.workspace.rows()}
     assert names == {"app"}, names
-    assert emulator.workspace.count() == 20
+    assert stand_in.workspace.count() == 20
     assert credential.calls >= 1
     assert any(r.name == "my.credential" for r in other.records)
     assert any(r.name.startswith("azure") for r in other.records)
@@ -212,18 +205,15 @@ def test_logging_inside_delivery_does_not_loop(
 
 
 def test_refused_rows_are_kept_with_the_answer(
-    emulator: Emulator,  # noqa: F811
-    azure_env: dict[str, str],  # noqa: F811
-    tmp_path: Path,
-    logger: logging.Logger,
+    stand_in: Emulator, tmp_path: Path, logger: logging.Logger
 ) -> None:
-    h = handler_for(emulator, tmp_path)
+    h = handler_for(stand_in, tmp_path)
     logger.addHandler(h)
     logger.info("fine 1")
     logger.info("the service refuses this one %s", REJECT_MARKER)
     logger.info("fine 2")
     run_with_deadline(h.close, 30)
-    assert sorted(r["Message"] for r in emulator.workspace.rows()) == ["fine 1", "fine 2"]
+    assert sorted(r["Message"] for r in stand_in.workspace.rows()) == ["fine 1", "fine 2"]
     assert h.stats["sent"] == 2 and h.stats["refused"] == 1
     (refused,) = spilled(h.refused_path)
     assert REJECT_MARKER in refused["Message"]
@@ -263,10 +253,7 @@ def test_flush_at_interpreter_exit(
 
 
 def test_setup_logging_on_an_azure_vm(
-    emulator: Emulator,  # noqa: F811
-    azure_env: dict[str, str],  # noqa: F811
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    stand_in: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """DMI says Azure, IMDS (the stand-in's) confirms: rows carry the VM's name and the run."""
     monkeypatch.setenv(vm.DMI_DIR_ENV, str(make_dmi(tmp_path / "dmi")))
@@ -285,7 +272,7 @@ def test_setup_logging_on_an_azure_vm(
         logging.getLogger("harness").info("hello from the VM")
         logging.getLogger("urllib3.connectionpool").warning("quieted or not, never queued")
         wait_for(
-            lambda: any(r["Message"] == "hello from the VM" for r in emulator.workspace.rows()),
+            lambda: any(r["Message"] == "hello from the VM" for r in stand_in.workspace.rows()),
             30,
             "the VM's row",
         )
@@ -297,7 +284,7 @@ def test_setup_logging_on_an_azure_vm(
             root.addHandler(h)
         root.setLevel(saved_level)
         vm.clear_cache()
-    rows = {r["Message"]: r for r in emulator.workspace.rows()}
+    rows = {r["Message"]: r for r in stand_in.workspace.rows()}
     row = rows["hello from the VM"]
     assert row["VMName"] == "hal-emulated-vm" and row["RunID"] == "run-on-vm"
     assert row["LogType"] == "VMOperation"
@@ -313,27 +300,24 @@ def test_setup_logging_on_an_azure_vm(
 
 
 def test_outage_backlog_is_sent_when_the_service_returns(
-    emulator: Emulator,  # noqa: F811
-    azure_env: dict[str, str],  # noqa: F811
-    tmp_path: Path,
-    logger: logging.Logger,
+    stand_in: Emulator, tmp_path: Path, logger: logging.Logger
 ) -> None:
     """503 for a while: rows spill; the service comes back: the spill file is sent, in full."""
-    emulator.set_faults(down="503", retry_after=0.05)
-    h = handler_for(emulator, tmp_path, queue_size=20, retry_timeout=0.3, flush_interval=0.05)
+    stand_in.set_faults(down="503", retry_after=0.05)
+    h = handler_for(stand_in, tmp_path, queue_size=20, retry_timeout=0.3, flush_interval=0.05)
     logger.addHandler(h)
     for i in range(200):
         logger.info("during the outage %d", i)
     wait_for(lambda: h.stats["failed_sends"] >= 1, 30, "a send to give up")
     assert h.stats["spilled"] >= 200 - 2 * 20  # queue_size, and one batch in flight
-    emulator.set_faults(down=None)
+    stand_in.set_faults(down=None)
     for i in range(50):
         logger.info("after the outage %d", i)
-    wait_for(lambda: emulator.workspace.count() == 250, 30, "every row, backlog included")
+    wait_for(lambda: stand_in.workspace.count() == 250, 30, "every row, backlog included")
     run_with_deadline(h.close, 30)
     stats = h.stats
     assert stats["sent"] == 250 and stats["backlog"] == 0 and stats["recovered"] == stats["spilled"]
-    messages = sorted(r["Message"] for r in emulator.workspace.rows())
+    messages = sorted(r["Message"] for r in stand_in.workspace.rows())
     expected = [f"during the outage {i}" for i in range(200)] + [
         f"after the outage {i}" for i in range(50)
     ]
