@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -116,3 +117,16 @@ def interpreter_output(
             check=False,
         )
     return proc.stdout
+
+
+def structlog_printing(*processors: Any) -> tuple[Any, io.StringIO]:
+    """A structlog logger that adds the level, then runs ``processors``, printing into
+    the buffer returned with it."""
+    import structlog
+
+    buf = io.StringIO()
+    logger = structlog.wrap_logger(
+        structlog.PrintLogger(buf),
+        processors=[structlog.processors.add_log_level, *processors],
+    )
+    return logger, buf

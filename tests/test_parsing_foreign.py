@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .parsing_helpers import check_row, run
+from .parsing_helpers import check_row, run, structlog_printing
 
 
 @pytest.fixture
@@ -67,15 +67,10 @@ def test_python_json_logger(
 def test_structlog() -> None:
     import structlog
 
-    buf = io.StringIO()
-    logger = structlog.wrap_logger(
-        structlog.PrintLogger(buf),
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
+    logger, buf = structlog_printing(
+        structlog.processors.TimeStamper(fmt="iso"),
+        structlog.processors.format_exc_info,
+        structlog.processors.JSONRenderer(),
     )
     logger.warning("structured", tokens=3)
     try:
@@ -95,14 +90,9 @@ def test_structlog() -> None:
 def test_structlog_dict_tracebacks() -> None:
     import structlog
 
-    buf = io.StringIO()
-    logger = structlog.wrap_logger(
-        structlog.PrintLogger(buf),
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.dict_tracebacks,
-            structlog.processors.JSONRenderer(),
-        ],
+    logger, buf = structlog_printing(
+        structlog.processors.dict_tracebacks,
+        structlog.processors.JSONRenderer(),
     )
     try:
         raise KeyError("k")

@@ -6,7 +6,7 @@ import pytest
 
 from hal_logging.pipeline.parsing.text import parse_text
 
-from .parsing_helpers import NOW, check_row, run
+from .parsing_helpers import NOW, check_row, run, structlog_printing
 
 READ_TIME = "2024-05-01T12:00:00.000000Z"
 
@@ -81,18 +81,11 @@ def test_ansi_and_osc_sequences_are_removed() -> None:
 
 
 def test_real_coloured_console_output() -> None:
-    import io
-
     import structlog
 
-    buf = io.StringIO()
-    logger = structlog.wrap_logger(
-        structlog.PrintLogger(buf),
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            structlog.dev.ConsoleRenderer(colors=True),
-        ],
+    logger, buf = structlog_printing(
+        structlog.processors.TimeStamper(fmt="iso"),
+        structlog.dev.ConsoleRenderer(colors=True),
     )
     logger.warning("disk almost full", free_gb=3)
     logger.error("disk full")
