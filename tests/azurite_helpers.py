@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.waiting import wait_for
+from tests.waiting import stop_process, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCOUNT = "devstoreaccount1"
@@ -118,13 +118,8 @@ class Azurite:
         wait_for(up, 60, "azurite to listen")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
+        if self.proc is not None:
+            stop_process(self.proc, 15)
         self.proc = None
 
     def admin(self, container: str) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 
 import websocket
 
-from tests.waiting import wait_for
+from tests.waiting import stop_process, wait_for
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
 
@@ -184,13 +184,7 @@ class Browser:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.ws.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 10)
 
     def __enter__(self) -> Browser:
         return self
