@@ -17,6 +17,7 @@ from hal_logging import _json, schema
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
+P = TypeVar("P", bound="subprocess.Popen[Any]")
 
 _STRIP_ENV = (
     *(c.env for c in schema.CONTEXT_COLUMNS if c.env),
@@ -90,7 +91,7 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
 
 
 @contextlib.contextmanager
-def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+def reaped(proc: P) -> Iterator[P]:
     """Runs the block; on the way out a ``proc`` still running is killed and reaped."""
     try:
         yield proc

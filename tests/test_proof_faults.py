@@ -36,6 +36,7 @@ import pytest
 
 from hal_logging.emulator.faults import TRANSIENT_KINDS
 from tests.azure_helpers import EmulatorProcess, client_env, request_sizes, started_emulator
+from tests.forward_helpers import reaped
 from tests.proof_helpers import (
     FORWARD,
     TRUST_ARGS,
@@ -322,11 +323,9 @@ def _following(
             stderr=fh,
         )
     try:
-        yield proc
+        with reaped(proc):
+            yield proc
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         assert not tool_tracebacks(text_of(err)), text_of(err)
 
 
