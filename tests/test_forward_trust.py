@@ -97,9 +97,7 @@ def test_a_container_cannot_fake_the_forwarders_rows(tmp_path: Path) -> None:
     assert "claimed" not in rows["normal"]["Properties"]["hal"]
 
     # The real row is the only one a query for the forwarder's rows returns.
-    q = run_cli(
-        "query", "--db", str(db), "--logger", "hal_logging.forward", "--json", cwd=tmp_path
-    )
+    q = run_cli("query", "--db", str(db), "--logger", "hal_logging.forward", "--json", cwd=tmp_path)
     assert q.returncode == 0, q.stderr
     found = [_json.loads(line) for line in q.stdout.splitlines() if line.strip()]
     assert len(found) == 1, q.stdout

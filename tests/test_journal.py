@@ -268,7 +268,12 @@ def test_azure_down_in_wrap_mode_then_resume_into_azure_ships_each_row_once(
 
         def forward(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                forward_cmd(*args), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+                forward_cmd(*args),
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
 
         live = forward(

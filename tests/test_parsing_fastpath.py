@@ -109,7 +109,13 @@ def _base() -> dict[str, Any]:
     return {
         schema.WIRE_VERSION_KEY: 1,
         **agent_row(
-            "2024-05-01T12:00:00.123456Z", "INFO", "step done", "agent", "", "", Properties={"step": 1}
+            "2024-05-01T12:00:00.123456Z",
+            "INFO",
+            "step done",
+            "agent",
+            "",
+            "",
+            Properties={"step": 1},
         ),
     }
 

@@ -96,8 +96,7 @@ def task_table(run: str) -> str:
     errors an empty first error).
     """
     return (
-        _run_rows(run)
-        + f"| extend IsExit = {IS_EXIT_ROW}\n"
+        _run_rows(run) + f"| extend IsExit = {IS_EXIT_ROW}\n"
         f"| extend IsErr = {IS_ERROR} and not(IsExit)\n"
         f"| extend ExitAt = iff(IsExit, {TIME}, datetime(1970-01-01)),\n"
         f"         ExitStatus = iff(IsExit, toint({PROPS}.exit_status), int(null)),\n"
@@ -129,8 +128,7 @@ def outcomes(run: str) -> str:
 def errors(run: str) -> str:
     """The run's errors in order, with the traceback's type and stacktrace."""
     return (
-        _run_rows(run, IS_ERROR)
-        + f"| where not({IS_EXIT_ROW})\n"
+        _run_rows(run, IS_ERROR) + f"| where not({IS_EXIT_ROW})\n"
         f"| project {TIME}, {TASK}, {VM}, {LOGGER}, {MESSAGE},\n"
         + _EXCEPTION_COLUMNS
         + f"| order by {TIME} asc\n"
@@ -141,8 +139,7 @@ def errors(run: str) -> str:
 def volume(run: str, grain: str) -> str:
     """Rows, warnings and errors over time."""
     return (
-        _run_rows(run)
-        + f'| summarize Rows = count(), Warnings = countif({LEVEL} == "WARNING"),\n'
+        _run_rows(run) + f'| summarize Rows = count(), Warnings = countif({LEVEL} == "WARNING"),\n'
         f"            Errors = countif({IS_ERROR}) by bin({TIME}, {grain})\n"
         f"| order by {TIME} asc"
     )

@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 
-def _set(
-    out: dict[str, str], name: str, eq: str, value: str, environ: Mapping[str, str]
-) -> None:
+def _set(out: dict[str, str], name: str, eq: str, value: str, environ: Mapping[str, str]) -> None:
     """``NAME=VALUE`` sets NAME; a bare ``NAME`` passes the variable through from
     ``environ`` when set (docker's rule for ``-e`` and env-files alike)."""
     if eq:
