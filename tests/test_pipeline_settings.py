@@ -11,12 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from hal_logging.pipeline.config import (
+from hal_logging.pipeline.config import ForwardConfig
+from hal_logging.pipeline.filters import build_filters
+from hal_logging.pipeline.filters.fold import FoldFilter
+from hal_logging.pipeline.filters.levels import LevelFilter
+from hal_logging.pipeline.filters.redact import RedactFilter
+from hal_logging.pipeline.settings import (
     AzureConfig,
     ConfigError,
     DeliveryConfig,
     FiltersConfig,
-    ForwardConfig,
     InputsConfig,
     JsonlConfig,
     OtlpConfig,
@@ -24,10 +28,6 @@ from hal_logging.pipeline.config import (
     SinkConfigError,
     SqliteConfig,
 )
-from hal_logging.pipeline.filters import build_filters
-from hal_logging.pipeline.filters.fold import FoldFilter
-from hal_logging.pipeline.filters.levels import LevelFilter
-from hal_logging.pipeline.filters.redact import RedactFilter
 from hal_logging.pipeline.sinks import SINK_NAMES, SINKS, make_sink
 from hal_logging.pipeline.sinks.jsonl import JsonlSink
 from hal_logging.pipeline.sinks.null import NullSink

@@ -47,7 +47,7 @@ from hal_logging import schema
 from hal_logging.cli._types import byte_size, float_at_least, int_at_least
 from hal_logging.pipeline.assemble import PROG, run_forward
 from hal_logging.pipeline.assemble import eprint as _eprint
-from hal_logging.pipeline.config import DEFAULT_PRICE_PER_GB, ConfigError, ForwardConfig
+from hal_logging.pipeline.config import DEFAULT_PRICE_PER_GB, ForwardConfig
 from hal_logging.pipeline.outcome import (
     EXIT_DESTINATION,
     EXIT_INPUT,
@@ -57,6 +57,7 @@ from hal_logging.pipeline.outcome import (
     EXIT_USAGE,
 )
 from hal_logging.pipeline.parsing import INPUT_FORMATS
+from hal_logging.pipeline.settings import ConfigError
 from hal_logging.pipeline.sinks import SINK_NAMES
 from hal_logging.pipeline.sources.command_env import parse_command_env, read_env_file
 from hal_logging.pipeline.spool import Spool as _Spool  # noqa: F401 - tests import it here

@@ -33,27 +33,13 @@ from hal_logging.pipeline.settings import (
     OtlpConfig,
     ReportingConfig,
     SinkConfig,
-    SinkConfigError,
     SqliteConfig,
 )
 from hal_logging.schema import STREAM_NAME
 
-__all__ = [
-    "DEFAULT_PRICE_PER_GB",
-    "AzureConfig",
-    "ConfigError",
-    "DeliveryConfig",
-    "FiltersConfig",
-    "ForwardConfig",
-    "InputsConfig",
-    "JsonlConfig",
-    "NullConfig",
-    "OtlpConfig",
-    "ReportingConfig",
-    "SinkConfig",
-    "SinkConfigError",
-    "SqliteConfig",
-]
+# The component configs live in (and are imported from) pipeline.settings;
+# DEFAULT_PRICE_PER_GB is re-exported because the CLI's help text shows it.
+__all__ = ["DEFAULT_PRICE_PER_GB", "ForwardConfig"]
 
 
 @dataclass

@@ -87,6 +87,12 @@ class WriteResult:
     notes: list[str] = field(default_factory=list)
 
 
+def _overrides(cls: type, base: type, name: str) -> bool:
+    """Whether ``cls`` has its own ``name`` rather than ``base``'s do-nothing default:
+    a fact of the class, asked once per run instead of calling an empty hook per batch."""
+    return getattr(cls, name) is not getattr(base, name)
+
+
 class Sink(ABC):
     """Where rows go. A batch is delivered, dead-lettered, or raises DeliveryError.
 
@@ -149,12 +155,12 @@ class Sink(ABC):
     @classmethod
     def prepares(cls) -> bool:
         """Whether this sink implements :meth:`prepare`."""
-        return cls.prepare is not Sink.prepare
+        return _overrides(cls, Sink, "prepare")
 
     @classmethod
     def encodes_rows(cls) -> bool:
         """Whether this sink implements :meth:`row_encoder`."""
-        return cls.row_encoder is not Sink.row_encoder
+        return _overrides(cls, Sink, "row_encoder")
 
 
 class Filter(ABC):
@@ -211,9 +217,9 @@ class Filter(ABC):
     @classmethod
     def prescans(cls) -> bool:
         """Whether this filter implements :meth:`prescan` (asked once per run)."""
-        return cls.prescan is not Filter.prescan
+        return _overrides(cls, Filter, "prescan")
 
     @classmethod
     def holds_records(cls) -> bool:
         """Whether this filter implements :meth:`held_starts` (asked once per run)."""
-        return cls.held_starts is not Filter.held_starts
+        return _overrides(cls, Filter, "held_starts")

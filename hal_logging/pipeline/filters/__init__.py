@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from hal_logging.pipeline.config import FiltersConfig, ForwardConfig
+from hal_logging.pipeline.config import ForwardConfig
 from hal_logging.pipeline.filters.budget import BudgetFilter
 from hal_logging.pipeline.filters.drop import DropFilter
 from hal_logging.pipeline.filters.fold import FoldFilter
@@ -31,6 +31,7 @@ from hal_logging.pipeline.filters.levels import FilterConfigError, LevelFilter
 from hal_logging.pipeline.filters.redact import RedactFilter
 from hal_logging.pipeline.filters.sample import SampleFilter
 from hal_logging.pipeline.model import Filter
+from hal_logging.pipeline.settings import FiltersConfig
 from hal_logging.redaction import Redactor, plan_env_values
 
 #: Comma-separated variable names to redact, in addition to ``--redact-env``.

@@ -16,16 +16,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hal_logging.pipeline.config import (
+from hal_logging.pipeline.config import ForwardConfig
+from hal_logging.pipeline.model import Sink
+from hal_logging.pipeline.settings import (
     AzureConfig,
-    ForwardConfig,
     JsonlConfig,
     OtlpConfig,
     SinkConfig,
     SinkConfigError,
     SqliteConfig,
 )
-from hal_logging.pipeline.model import Sink
 
 __all__ = ["SINKS", "SINK_NAMES", "SinkConfigError", "SinkKind", "make_sink", "resolve_sink_name"]
 
