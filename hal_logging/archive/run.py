@@ -203,11 +203,13 @@ def archive_input(config: Any, environ: Mapping[str, str] | None) -> tuple[Any, 
     ids recognise what it holds); ``config.files`` is emptied either way.
     """
     from hal_logging.archive import is_archive_path
-    from hal_logging.pipeline.journal import JournalError, prepare_resume
 
     arg = config.files[0]
     if not (is_archive_path(arg) or is_blob_url(arg)):
         return None, None
+    # (Imported only for an archive: every file run asks this first.)
+    from hal_logging.pipeline.journal import JournalError, prepare_resume
+
     try:
         opened = open_archive(arg, config.credential)
     except ArchiveError as exc:

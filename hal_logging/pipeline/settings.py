@@ -16,13 +16,18 @@ embedding the forwarder.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from hal_logging.pipeline.outcome import EXIT_STATUS_POLICIES
 from hal_logging.schema import LEVELS, STREAM_NAME
 
 #: Analytics tier list price per GB (docs/facts.md §1).
 DEFAULT_PRICE_PER_GB = 2.30
+
+
+#: The default of the mapping settings: shared, so it is read-only.
+_NO_MAPPING: Mapping[str, Any] = MappingProxyType({})
 
 
 class ConfigError(ValueError):
@@ -33,8 +38,7 @@ class SinkConfigError(ConfigError):
     """The configuration cannot produce a sink; the message says what to set."""
 
 
-@dataclass(frozen=True)
-class InputsConfig:
+class InputsConfig(NamedTuple):
     """What is read (files, a followed file, a command, a container) and how it is framed."""
 
     files: tuple[str, ...] = ()
@@ -124,20 +128,19 @@ class InputsConfig:
             raise ConfigError("--multiline-timeout and --stop-timeout must not be negative")
 
 
-@dataclass(frozen=True)
-class FiltersConfig:
+class FiltersConfig(NamedTuple):
     """Redaction and cost control: the filter chain between parsing and batching."""
 
     redact: bool = True
     redact_env: tuple[str, ...] = ()
     redact_secret_env_names: bool = True
     #: NAME=VALUE pairs the wrapped command (or container) is given: redacted too.
-    command_env: Mapping[str, str] = field(default_factory=dict)
+    command_env: Mapping[str, str] = _NO_MAPPING
     min_level: str | None = None
-    logger_levels: Mapping[str, str] = field(default_factory=dict)
+    logger_levels: Mapping[str, str] = _NO_MAPPING
     drop_message: tuple[str, ...] = ()
     drop_logger: tuple[str, ...] = ()
-    sample: Mapping[str, float] = field(default_factory=dict)
+    sample: Mapping[str, float] = _NO_MAPPING
     fold_repeats: bool = True
     task_byte_budget: int | None = None
 
@@ -157,8 +160,7 @@ class FiltersConfig:
             raise ConfigError("--task-byte-budget must be positive")
 
 
-@dataclass(frozen=True)
-class DeliveryConfig:
+class DeliveryConfig(NamedTuple):
     """Batching, the final drain, checkpoints, and what the exit status carries."""
 
     batch_rows: int = 5000
@@ -181,8 +183,7 @@ class DeliveryConfig:
             )
 
 
-@dataclass(frozen=True)
-class ReportingConfig:
+class ReportingConfig(NamedTuple):
     """What the forwarder says about its run: the summary, progress, cost estimates."""
 
     summary_json: str | None = None
@@ -199,16 +200,14 @@ class ReportingConfig:
             raise ConfigError("--tasks-per-month must be at least 1")
 
 
-@dataclass(frozen=True)
-class NullConfig:
+class NullConfig(NamedTuple):
     """``--dry-run``: rows are counted, not sent."""
 
     def validate(self) -> None:
         return None
 
 
-@dataclass(frozen=True)
-class SqliteConfig:
+class SqliteConfig(NamedTuple):
     """The local workspace (``--db``; None: ``HAL_LOGGING_DB`` or ``./hal-logs.db``)."""
 
     db: str | None = None
@@ -217,8 +216,7 @@ class SqliteConfig:
         return None
 
 
-@dataclass(frozen=True)
-class JsonlConfig:
+class JsonlConfig(NamedTuple):
     """JSON lines to a file, or to stdout for ``-``."""
 
     output: str = "-"
@@ -228,8 +226,7 @@ class JsonlConfig:
             raise SinkConfigError("--sink jsonl needs --output PATH (or '-' for stdout)")
 
 
-@dataclass(frozen=True)
-class AzureConfig:
+class AzureConfig(NamedTuple):
     """Azure Monitor's Logs Ingestion API: a data collection endpoint and rule."""
 
     endpoint: str | None = None
@@ -249,8 +246,7 @@ class AzureConfig:
             )
 
 
-@dataclass(frozen=True)
-class OtlpConfig:
+class OtlpConfig(NamedTuple):
     """An OpenTelemetry collector's OTLP/HTTP endpoint."""
 
     endpoint: str | None = None
