@@ -94,16 +94,17 @@ class Parser(WireFastPath):
             self._trust,
         )
         #: And what it remembers from line to line: the last context that passed,
-        #: whether its claims had blanks to fill, the last claims with blanks,
-        #: "YYYY-MM-DDTHH:MM:SS." of the last canonical time seen, and the last
-        #: logger name that is not the VM side's.
-        self._fast_state: tuple[tuple[str, ...] | None, bool, tuple[str, ...] | None, str, str] = (
+        #: whether the trusted values must be written into it, the claims it keeps
+        #: (docs/contract.md §3), "YYYY-MM-DDTHH:MM:SS." of the last canonical time
+        #: seen, and the last logger name that is not the VM side's.
+        self._fast_state: tuple[tuple[str, ...] | None, bool, dict[str, str] | None, str, str] = (
             None,
             False,
             None,
             "",
             "",
         )
+        self._claims_memo: dict[tuple[str, ...], tuple[bool, dict[str, str] | None]] = {}
         # A record id is this prefix and the offset (see record_id); as formats
         # (hex digits: no "%" in the prefix), for one id and for a chunk's ids.
         self._id_one = _id_prefix(source, self.stream) + _OFFSET_HEX
