@@ -33,36 +33,30 @@ _WIRE_PREFIX: Final = schema.WIRE_PREFIX
 _loads: Final = orjson.loads
 _WIRE_VERSION: Final = schema.WIRE_VERSION
 _VERSION_KEY: Final = schema.WIRE_VERSION_KEY
-_WIRE_LEN: Final = len(schema.COLUMN_NAMES) + 1  # the columns and the version marker
 #: orjson's own objects for the wire keys. orjson keeps a cache of map keys for
-#: the process, so the lines it parses share these very objects: a dict lookup
-#: that finds the same object skips comparing strings (measured: the fast path's
-#: 14 lookups cost half). If the cache ever drops one, lookups still work (by
-#: equality), only slower.
+#: the process, so the lines it parses share these very objects: a comparison
+#: (the lane's key check) or dict lookup that finds the same object skips
+#: comparing strings (measured: the fast path's 14 lookups cost half). If the
+#: cache ever drops one, they still work (by equality), only slower.
 _KEY: Final[dict[str, str]] = {
     k: k for k in _loads(orjson.dumps(dict.fromkeys((_VERSION_KEY, *schema.COLUMN_NAMES), 0)))
 }
 _K_VERSION: Final = _KEY[_VERSION_KEY]
-#: The wire fast path's text columns that change from line to line (it gets
-#: Properties and the version marker with them)...
-_HEAD_COLUMNS: Final = ("TimeGenerated", "Level", "Message", "LoggerName")
-_get_head: Final = operator.itemgetter(
-    *(_KEY[c] for c in (*_HEAD_COLUMNS, "Properties", _VERSION_KEY))
-)
-#: ... and the context columns (docs/contract.md §3), the same from line to line: checked
-#: (types, trust rule) only when they change.
+#: The wire keys in the order ``configure()`` writes them: the marker, then the
+#: table's columns (the text columns that change from line to line, the context
+#: columns (docs/contract.md §3), the same from line to line: checked (types, trust
+#: rule) only when they change, and Properties).
+_WIRE_KEYS: Final = tuple(_KEY[c] for c in (_VERSION_KEY, *schema.COLUMN_NAMES))
 _CTX_COLUMNS: Final = tuple(c.name for c in schema.CONTEXT_COLUMNS)
 _CTX_INDEX: Final = {c: i for i, c in enumerate(_CTX_COLUMNS)}
-_get_ctx: Final = operator.itemgetter(*(_KEY[c] for c in _CTX_COLUMNS))
-assert sorted(_HEAD_COLUMNS + _CTX_COLUMNS) == sorted(schema.COLUMN_NAMES[:-1])
+assert schema.COLUMN_NAMES[4:12] == _CTX_COLUMNS and len(schema.COLUMN_NAMES) == 13
 _K_TIME: Final = _KEY["TimeGenerated"]
 _K_MESSAGE: Final = _KEY["Message"]
 _K_LOGGER: Final = _KEY["LoggerName"]
-#: The row's keys in the table's order (what the careful path gives).
-_ROW_KEYS: Final = tuple(_KEY[c] for c in schema.COLUMN_NAMES)
 _PROP_HAL: Final = schema.PROP_HAL
 _HAL_CLAIMED: Final = schema.HAL_CLAIMED
 #: Contexts remembered with their trust-rule outcome (see _wire_run); cleared when full.
+#: (An equal tuple is all text too: a str equals only a str.)
 _MEMO_MAX: Final = 64
 _HAL_STREAM: Final = schema.HAL_STREAM
 _HAL_RECORD_ID: Final = schema.HAL_RECORD_ID
@@ -79,7 +73,7 @@ class WireFastPath(HeldGroups):
     #: the trusted values, {column key: trusted value}, the trusted items).
     _fast: tuple[str, str, Any, tuple[str, ...], dict[str, str], tuple[tuple[str, str], ...]]
     _fast_state: tuple[tuple[str, ...] | None, bool, dict[str, str] | None, str, str]
-    #: Trusted columns' claims -> (write the trusted values?, the claims kept).
+    #: Contexts (all text) -> (write the trusted values?, the claims kept).
     _claims_memo: dict[tuple[str, ...], tuple[bool, dict[str, str] | None]]
     resend: bool
     not_resent: int
@@ -192,12 +186,15 @@ class WireFastPath(HeldGroups):
                 if line.length >= 0 or len(data) > _SMALL or not data.startswith(_WIRE_PREFIX):
                     break
                 obj = _loads(data)  # a dict: the line starts with "{"
-                if len(obj) != _WIRE_LEN:
+                if tuple(obj) != _WIRE_KEYS:
+                    # The marker and the columns, once each and in the table's order
+                    # (the careful path orders a row's columns; a duplicate key keeps
+                    # its first place and its last value, in both paths).
                     break
-                # The twelve text columns present (else KeyError: not taken); with
-                # the marker and Properties that is all 14 keys.
-                tg, level, msg, logger, props, version = _get_head(obj)
-                ctx = _get_ctx(obj)
+                version, tg, level, msg, logger, c0, c1, c2, c3, c4, c5, c6, c7, props = (
+                    obj.values()
+                )
+                ctx = (c0, c1, c2, c3, c4, c5, c6, c7)
                 del obj[_K_VERSION]
                 start = line.start
                 raw = None if 92 in data else data
@@ -214,7 +211,6 @@ class WireFastPath(HeldGroups):
                     or type(version) is not int
                     or version != _WIRE_VERSION
                     or level not in LEVEL_SET
-                    or tuple(obj) != _ROW_KEYS  # (the careful path orders the columns)
                 ):
                     break  # (obj was changed: the careful path parses the line again)
                 # Properties an object (else AttributeError: not taken)
@@ -255,15 +251,14 @@ class WireFastPath(HeldGroups):
                     break
                 if tg == read_time:
                     hit = True
-                if ctx != ctx_ok:  # (else the context of a line before: known good)
-                    "".join(ctx)  # all text (else TypeError: not taken)
-                    claims = trust_get(ctx)
-                    got = memo.get(claims)
+                if ctx != ctx_ok:  # (else the context of the line before: known good)
+                    got = memo.get(ctx)  # (a context seen before: known good)
                     if got is None:
-                        got = _judge_claims(trust, trust_vals, claims)
+                        "".join(ctx)  # all text (else TypeError: not taken)
+                        got = _judge_claims(trust, trust_vals, trust_get(ctx))
                         if len(memo) >= _MEMO_MAX:
                             memo.clear()
-                        memo[claims] = got
+                        memo[ctx] = got
                     fill, claimed = got
                     ctx_ok = ctx
                 if fill:  # (a blank or differing claim: the trusted values replace them)
