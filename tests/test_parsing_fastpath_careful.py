@@ -337,3 +337,16 @@ def test_the_lane_is_really_off_in_the_reference() -> None:
     data = b"\n".join(lines) + b"\n"
     assert all(r.raw is None for r in _parse(careful, data, [len(data)]))
     assert all(r.raw is not None for r in _parse(fast, data, [len(data)]))
+
+
+def test_many_contexts_in_one_run() -> None:
+    """More contexts than the lane remembers (its memo is cleared and refilled),
+    claims and blanks mixed: the careful rows still."""
+    lines = [
+        _configure_line(i, TaskID=f"task-{i % 150}", RunID=("", "bench", "other")[i % 3])
+        for i in range(400)
+    ]
+    got = _compare(lines, [1 << 22], {"RunID": "other"}, bounded=False, resend=False)
+    claims = [r.row["Properties"]["hal"].get("claimed") for r in got]
+    assert claims[:3] == [None, {"RunID": "bench"}, None]
+    assert all(r.raw is not None for r in got)
