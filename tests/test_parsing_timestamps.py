@@ -14,9 +14,16 @@ _HEADS = [
     "2023-02-29T12:00:00",  # no such day
     "2024-05-01T24:00:00",  # no such hour
     "2024-05-01 12:00:00",
-    "2024-05-0１T12:00:00",  # a non-ASCII digit
+    "2024-05-0\uff11T12:00:00",  # a non-ASCII digit
 ]
-_FRACTIONS = [".123456Z", ".000000Z", ".12345xZ", ".１２３４５６Z", ".123456", ".1234567Z"]
+_FRACTIONS = [
+    ".123456Z",
+    ".000000Z",
+    ".12345xZ",
+    ".\uff11\uff12\uff13\uff14\uff15\uff16Z",
+    ".123456",
+    ".1234567Z",
+]
 
 
 @settings(max_examples=300, deadline=None)
