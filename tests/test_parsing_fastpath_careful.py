@@ -49,6 +49,8 @@ class CarefulParser(Parser):
         ids: list[str],
         out: list[Record],
         read_time: str | None,
+        stream: str | None = None,
+        fmt: str = "wire",
     ) -> int:
         return i
 
@@ -246,6 +248,7 @@ def _compare(
     data = b"\n".join(lines) + b"\n"
     got, want = _parse(fast, data, sizes), _parse(careful, data, sizes)
     assert _view(got) == _view(want)
+    assert not any("parser error" in str(r.row["Properties"]["hal"]) for r in want)
     starts: dict[int, bytes] = {}
     pos = 0
     for line in lines:
@@ -350,3 +353,42 @@ def test_many_contexts_in_one_run() -> None:
     claims = [r.row["Properties"]["hal"].get("claimed") for r in got]
     assert claims[:3] == [None, {"RunID": "bench"}, None]
     assert all(r.raw is not None for r in got)
+
+
+@st.composite
+def _docker_lines(draw: st.DrawFn) -> list[bytes]:
+    """A line as Docker's json-file driver stores it: whole, or in pieces."""
+    line = draw(_LINES).decode("utf-8", "replace")
+    stream = draw(st.sampled_from(["stdout", "stdout", "stderr", "odd"]))
+    when = draw(st.sampled_from(["2024-05-01T11:59:58.123456789Z", "2024-05-01T11:59:59Z", "x"]))
+    end = draw(st.sampled_from(["\n", "\n", "\r\n"]))
+    pieces = [line + end]
+    if draw(st.integers(0, 8)) == 0 and len(line) > 2:  # a 16 KB piece: more follows
+        cut = draw(st.integers(1, len(line) - 1))
+        pieces = [line[:cut], line[cut:] + end]
+    out = []
+    for piece in pieces:
+        rec = {"log": piece, "stream": stream, "time": when}
+        out.append(json.dumps(rec, ensure_ascii=draw(st.booleans())).encode("utf-8", "replace"))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_docker_lines(), min_size=1, max_size=20),
+    st.lists(st.sampled_from([1, 300, 4096, 1 << 20]), min_size=1, max_size=3),
+    st.sampled_from(_TRUSTED),
+    st.booleans(),
+    st.sampled_from(["auto", "docker-json"]),
+)
+def test_the_lane_gives_the_careful_rows_of_docker_json_files(
+    records: list[list[bytes]],
+    sizes: list[int],
+    trusted: dict[str, str],
+    bounded: bool,
+    input_format: str,
+) -> None:
+    """Wire lines unwrapped from json-file records take the lane too (no ``raw``)."""
+    lines = [piece for rec in records for piece in rec]
+    got = _compare(lines, sizes, trusted, bounded, resend=False, input_format=input_format)
+    assert all(r.raw is None for r in got if "docker-json+wire" in str(r.row))

@@ -151,6 +151,8 @@ class WireFastPath(HeldGroups):
         ids: list[str],
         out: list[Record],
         read_time: str | None,
+        stream: str | None = None,
+        fmt: str = "wire",
     ) -> int:
         """Wire lines exactly as ``configure()`` writes them, while they come.
 
@@ -172,9 +174,12 @@ class WireFastPath(HeldGroups):
         a long line, a blank line before it) is not taken, and the careful path
         gives the same row for the lines this one takes. A row whose time is
         ``read_time`` sets ``_read_time_hit`` (:func:`_clamp_read_times` must
-        look at the chunk).
+        look at the chunk). ``stream`` and ``fmt``: a Docker record's (the
+        line's payload unwrapped, see :meth:`Parser._docker_piece`).
         """
-        stream, source, trust_get, trust_vals, trust_map, trust = self._fast
+        own_stream, source, trust_get, trust_vals, trust_map, trust = self._fast
+        if stream is None:
+            stream = own_stream
         ctx_ok, fill, claimed, time_head, logger_ok = self._fast_state
         memo = self._claims_memo
         resend = self.resend
@@ -213,7 +218,7 @@ class WireFastPath(HeldGroups):
                 hal = {
                     _HAL_STREAM: stream,
                     _HAL_RECORD_ID: ids[k],
-                    _HAL_FORMAT: "wire",
+                    _HAL_FORMAT: fmt,
                     _HAL_OFFSET: start,
                 }
                 mine: dict[str, Any] | None = None  # this line's own claims

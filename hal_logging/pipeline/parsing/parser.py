@@ -19,7 +19,7 @@ from hal_logging.pipeline.parsing import docker
 from hal_logging.pipeline.parsing.fastpath import _CTX_COLUMNS, _CTX_INDEX, _KEY, WireFastPath
 from hal_logging.pipeline.parsing.held import _Held
 from hal_logging.pipeline.parsing.ids import _OFFSET_HEX, _id_prefix
-from hal_logging.pipeline.parsing.records import _BLANK_ROW, _LOGGERS, _MAX, _mark_cut
+from hal_logging.pipeline.parsing.records import _BLANK_ROW, _LOGGERS, _MAX, _SMALL, _mark_cut
 from hal_logging.pipeline.parsing.terminal import (
     NUL_REMOVED,
     clean,
@@ -40,6 +40,7 @@ _WIRE_PREFIX: Final = schema.WIRE_PREFIX
 _WIRE_PREFIX_STR: Final = schema.WIRE_PREFIX.decode()
 _HIGH: Final = frozenset(("ERROR", "CRITICAL"))
 _NUL_PROBLEM: Final = (NUL_REMOVED,)
+_DOCKER_WIRE: Final = "docker-json+wire"
 
 
 class Parser(WireFastPath):
@@ -230,6 +231,15 @@ class Parser(WireFastPath):
         # "\r\n" (a container with a terminal, docker run -t) is one line end, as in the framer.
         log = log[:-2] if log.endswith("\r\n") else log[:-1]
         if partial is None:
+            if (
+                log.startswith(_WIRE_PREFIX_STR)
+                and not self._held
+                and self._skip_from is None
+                and len(log) * 3 <= _SMALL  # (_payload's size of a str: no cut to make)
+            ):
+                out = self._docker_wire(line, log, stream)
+                if out:
+                    return out
             return self._payload(
                 log, stream, line.start, line.end, line.received, rec.time, "docker-json+", -1
             )
@@ -237,6 +247,32 @@ class Parser(WireFastPath):
         partial.end, partial.received = line.end, line.received
         partial.time = partial.time or rec.time
         return self._flush_partial(stream)
+
+    def _docker_wire(self, line: Line, log: str, stream: str) -> list[Record]:
+        """A wire line unwrapped from a json-file record, through the wire fast lane
+        (the rows :meth:`_payload` gives; measured: a json-file log of wire lines
+        from 1.89x to ~1.5x the CPU of the same lines as a plain file), or nothing.
+
+        Its records carry no ``raw``: the line's strings are escaped in the file
+        (and Docker escapes ``<``, ``>``, ``&`` too), so no source bytes vouch for them.
+        """
+        try:
+            data = log.encode()
+        except UnicodeEncodeError:  # a lone surrogate: the careful path replaces it
+            return []
+        if self._bounded:  # (the careful path bounds its own times)
+            self._bound_hi(line.received)
+        prefix = self._prefixes.get(stream)
+        if prefix is None:
+            prefix = self._prefixes[stream] = _id_prefix(self.source, stream)
+        out: list[Record] = []
+        one = Line(data, stream, line.start, line.end, line.received)
+        self._wire_run(
+            [one], 0, [prefix + _OFFSET_HEX % line.start], out, None, stream, _DOCKER_WIRE
+        )
+        for rec in out:
+            rec.raw = None
+        return out
 
     def _flush_partial(self, stream: str) -> list[Record]:
         """The line held in pieces on ``stream``, as it is (whole, or cut short)."""
