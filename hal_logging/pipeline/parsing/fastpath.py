@@ -244,7 +244,7 @@ class WireFastPath(HeldGroups):
                     raw = None  # (the Message is no longer verbatim in the line)
                 if logger != logger_ok:
                     if logger.startswith(reserved) and not resend and is_reserved_logger(logger):
-                        # The VM side's logger name: a claim (kept under --resend).
+                        # The VM side's logger name: a claim (not under --resend, as in the careful path).
                         if mine is None:
                             mine = {}
                         mine["LoggerName"] = logger
