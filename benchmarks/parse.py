@@ -4,7 +4,15 @@
 * 200k mixed text lines (prints, logging layouts, colours, progress bars, foreign
   JSON, tracebacks) vs bare line iteration (``for line in BytesIO``);
 * the same wire lines as a pseudo-terminal delivers them (``docker run -t``: every
-  line ends ``\r\n``) vs ``json.loads`` per line.
+  line ends ``\r\n``) vs ``json.loads`` per line;
+* the cliffs: the same wire lines where something sends (or used to send) them off
+  the fast lane, each against the plain wire lines in the same run, in CPU
+  seconds (``time.process_time``, runs alternated, best of ``--repeat``): the
+  lines claiming a context other than the forwarder's ('careful': the forwarder
+  runs with another RunID), times outside a wrapped command's lifetime, a
+  reserved logger name, a Properties.hal of their own, a backslash escape in
+  each Message, terminal colours in each Message, Docker's json-file format.
+  The goal (issue 15): each within 1.3x the CPU of the plain lines.
 
 Prints lines/s, MB/s and the ratios (parser speed / baseline speed). The goal for
 wire lines is a ratio >= 0.5: the whole parse at least half as fast as merely
@@ -21,6 +29,7 @@ import json
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from hal_logging import _json, schema
 from hal_logging.pipeline.framing import Framer
@@ -109,9 +118,10 @@ def text_lines(n: int) -> bytes:
     return "".join(parts).encode()
 
 
-def parse_all(data: bytes) -> int:
+def parse_all(data: bytes, **parser_args: Any) -> int:
     framer = Framer("stdout")
-    parser = Parser(stream="stdout", source="bench", trusted={"RunID": "run-42"})
+    args: dict[str, Any] = {"stream": "stdout", "source": "bench", "trusted": {"RunID": "run-42"}}
+    parser = Parser(**(args | parser_args))
     n = 0
     now = time.time()
     for pos in range(0, len(data), CHUNK):
@@ -120,6 +130,61 @@ def parse_all(data: bytes) -> int:
     for line in framer.finish(now):
         n += len(parser.feed(line))
     return n + len(parser.finish())
+
+
+def parse_chunks(data: bytes, **parser_args: Any) -> int:
+    """As the forwarder parses: a chunk's lines at once (``feed_many``)."""
+    framer = Framer("stdout")
+    args: dict[str, Any] = {"stream": "stdout", "source": "bench", "trusted": {"RunID": "run-42"}}
+    parser = Parser(**(args | parser_args))
+    n = 0
+    now = time.time()
+    for pos in range(0, len(data), CHUNK):
+        n += len(parser.feed_many(framer.feed(data[pos : pos + CHUNK], now)))
+    n += len(parser.feed_many(framer.finish(now)))
+    return n + len(parser.finish())
+
+
+def _docker_json(data: bytes) -> bytes:
+    """Lines as Docker's json-file log driver stores them."""
+    out = io.BytesIO()
+    for i, line in enumerate(data.splitlines(keepends=True)):
+        rec = {
+            "log": line.decode(),
+            "stream": "stdout",
+            "time": f"2024-05-01T12:00:{i // 1000 % 60:02d}.{i % 1000:03d}000000Z",
+        }
+        out.write(_json.dumps(rec) + b"\n")
+    return out.getvalue()
+
+
+def cliffs(wire: bytes) -> list[tuple[str, bytes, dict[str, Any]]]:
+    """(name, input, parser arguments): the plain wire lines bent one way each."""
+    return [
+        ("careful (claims another RunID)", wire, {"trusted": {"RunID": "other"}}),
+        ("out of the lifetime (wrap mode)", wire, {"not_before": time.time()}),
+        ("reserved logger name", wire.replace(b'"agent.runner"', b'"hal_logging.runner"'), {}),
+        ("own Properties.hal", wire.replace(b'"Properties":{', b'"Properties":{"hal":1,'), {}),
+        ("backslash escape in Message", wire.replace(b'"step ', b'"\\"step '), {}),
+        ("colours in Message", wire.replace(b'"step ', b'"\\u001b[1mstep\\u001b[0m '), {}),
+        ("docker json-file", _docker_json(wire), {}),
+    ]
+
+
+def cpu_ratio(
+    data: bytes, other: bytes, args: dict[str, Any], repeat: int
+) -> tuple[float, float, int]:
+    """Best CPU seconds of the plain lines and of ``other`` (alternated), rows of ``other``."""
+    best_plain = best_other = float("inf")
+    rows = 0
+    for _ in range(repeat):
+        t0 = time.process_time()
+        parse_chunks(data)
+        t1 = time.process_time()
+        rows = parse_chunks(other, **args)
+        t2 = time.process_time()
+        best_plain, best_other = min(best_plain, t1 - t0), min(best_other, t2 - t1)
+    return best_plain, best_other, rows
 
 
 def json_loads_each(data: bytes) -> int:
@@ -158,8 +223,18 @@ def main() -> None:
     )
     ap.add_argument("--lines", type=int, default=200_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only-cliffs", action="store_true", help="skip the baselines")
     args = ap.parse_args()
     wire = wire_lines(args.lines)
+    print(f"cliffs: CPU seconds per {args.lines} lines (feed_many), best of {args.repeat}")
+    for name, data, parser_args in cliffs(wire):
+        plain, other, rows = cpu_ratio(wire, data, parser_args, args.repeat)
+        print(
+            f"  {name:34s} plain {plain:6.3f} s  this {other:6.3f} s  "
+            f"ratio {other / plain:5.2f}  ({rows} rows)"
+        )
+    if args.only_cliffs:
+        return
     for name, data, baseline_name, baseline in (
         ("wire", wire, "json.loads per line", json_loads_each),
         ("mixed text", text_lines(args.lines), "bare line iteration", iterate_lines),

@@ -19,7 +19,7 @@ from hal_logging.pipeline.parsing import docker
 from hal_logging.pipeline.parsing.fastpath import _CTX_COLUMNS, _CTX_INDEX, _KEY, WireFastPath
 from hal_logging.pipeline.parsing.held import _Held
 from hal_logging.pipeline.parsing.ids import _OFFSET_HEX, _id_prefix
-from hal_logging.pipeline.parsing.records import _BLANK_ROW, _LOGGERS, _MAX, _mark_cut
+from hal_logging.pipeline.parsing.records import _BLANK_ROW, _LOGGERS, _MAX, _SMALL, _mark_cut
 from hal_logging.pipeline.parsing.terminal import (
     NUL_REMOVED,
     clean,
@@ -40,6 +40,7 @@ _WIRE_PREFIX: Final = schema.WIRE_PREFIX
 _WIRE_PREFIX_STR: Final = schema.WIRE_PREFIX.decode()
 _HIGH: Final = frozenset(("ERROR", "CRITICAL"))
 _NUL_PROBLEM: Final = (NUL_REMOVED,)
+_DOCKER_WIRE: Final = "docker-json+wire"
 
 
 class Parser(WireFastPath):
@@ -94,16 +95,17 @@ class Parser(WireFastPath):
             self._trust,
         )
         #: And what it remembers from line to line: the last context that passed,
-        #: whether its claims had blanks to fill, the last claims with blanks,
-        #: "YYYY-MM-DDTHH:MM:SS." of the last canonical time seen, and the last
-        #: logger name that is not the VM side's.
-        self._fast_state: tuple[tuple[str, ...] | None, bool, tuple[str, ...] | None, str, str] = (
+        #: whether the trusted values must be written into it, the claims it keeps
+        #: (docs/contract.md §3), "YYYY-MM-DDTHH:MM:SS." of the last canonical time
+        #: seen, and the last logger name that is not the VM side's.
+        self._fast_state: tuple[tuple[str, ...] | None, bool, dict[str, str] | None, str, str] = (
             None,
             False,
             None,
             "",
             "",
         )
+        self._claims_memo: dict[tuple[str, ...], tuple[bool, dict[str, str] | None]] = {}
         # A record id is this prefix and the offset (see record_id); as formats
         # (hex digits: no "%" in the prefix), for one id and for a chunk's ids.
         self._id_one = _id_prefix(source, self.stream) + _OFFSET_HEX
@@ -229,6 +231,15 @@ class Parser(WireFastPath):
         # "\r\n" (a container with a terminal, docker run -t) is one line end, as in the framer.
         log = log[:-2] if log.endswith("\r\n") else log[:-1]
         if partial is None:
+            if (
+                log.startswith(_WIRE_PREFIX_STR)
+                and not self._held
+                and self._skip_from is None
+                and len(log) * 3 <= _SMALL  # (_payload's size of a str: no cut to make)
+            ):
+                out = self._docker_wire(line, log, stream)
+                if out:
+                    return out
             return self._payload(
                 log, stream, line.start, line.end, line.received, rec.time, "docker-json+", -1
             )
@@ -236,6 +247,32 @@ class Parser(WireFastPath):
         partial.end, partial.received = line.end, line.received
         partial.time = partial.time or rec.time
         return self._flush_partial(stream)
+
+    def _docker_wire(self, line: Line, log: str, stream: str) -> list[Record]:
+        """A wire line unwrapped from a json-file record, through the wire fast lane
+        (the rows :meth:`_payload` gives; measured: a json-file log of wire lines
+        from 1.89x to ~1.5x the CPU of the same lines as a plain file), or nothing.
+
+        Its records carry no ``raw``: the line's strings are escaped in the file
+        (and Docker escapes ``<``, ``>``, ``&`` too), so no source bytes vouch for them.
+        """
+        try:
+            data = log.encode()
+        except UnicodeEncodeError:  # a lone surrogate: the careful path replaces it
+            return []
+        if self._bounded:  # (the careful path bounds its own times)
+            self._bound_hi(line.received)
+        prefix = self._prefixes.get(stream)
+        if prefix is None:
+            prefix = self._prefixes[stream] = _id_prefix(self.source, stream)
+        out: list[Record] = []
+        one = Line(data, stream, line.start, line.end, line.received)
+        self._wire_run(
+            [one], 0, [prefix + _OFFSET_HEX % line.start], out, None, stream, _DOCKER_WIRE
+        )
+        for rec in out:
+            rec.raw = None
+        return out
 
     def _flush_partial(self, stream: str) -> list[Record]:
         """The line held in pieces on ``stream``, as it is (whole, or cut short)."""
