@@ -374,6 +374,7 @@ class SqliteSink(Sink):
     def prepare(self, records: Sequence[Record]) -> None:
         """Insert tuples, made on the reading thread (see :meth:`Sink.prepare`)."""
         intern = self._contexts
+        last: tuple[Any, ...] = ()
         for r in records:
             c = r.columns
             if c is None:
@@ -383,10 +384,11 @@ class SqliteSink(Sink):
             except (KeyError, TypeError):
                 rid = None
             ctx = c[_CTX]
-            # One tuple object per context: the writer groups rows by identity.
-            ctx = intern.setdefault(ctx, ctx)
+            if ctx != last:  # (rows of a run share it: a compare of the same strings)
+                # One tuple object per context: the writer groups rows by identity.
+                last = ctx = intern.setdefault(ctx, ctx)
             r.prepared = (
-                ctx,
+                last,
                 (c[0], c[1], c[2], c[3], c[12], rid if type(rid) is str and rid else None),
             )
         if len(intern) > 256:
