@@ -134,19 +134,22 @@ def forward_argv(*args: str) -> list[str]:
 
 def _fresh(tmp: Path, name: str) -> tuple[Path, Path]:
     for p in tmp.glob(f"{name}.*"):
-        p.unlink()
+        p.unlink(missing_ok=True)
     return tmp / f"{name}.db", tmp / f"{name}.ckpt"
 
 
 def _check(db: Path, naive: bool, lines: int) -> None:
     """Every line stored, once (the inputs have no repeats to fold)."""
-    with sqlite3.connect(db) as conn:
+    conn = sqlite3.connect(db)
+    try:
         if naive:
             n = distinct = conn.execute("SELECT count(*) FROM t").fetchone()[0]
         else:
             n, distinct = conn.execute(
                 'SELECT count(*), count(DISTINCT "_record_id") FROM BenchmarkRuns_CL'
             ).fetchone()
+    finally:
+        conn.close()
     assert n == distinct == lines, (db.name, n, distinct, lines)
 
 
