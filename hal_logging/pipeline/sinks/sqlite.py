@@ -75,6 +75,17 @@ _INDEXES = (
     f'CREATE INDEX IF NOT EXISTS "ix_{TABLE}_time" ON "{TABLE}" ("TimeGenerated")',
 )
 BUSY_TIMEOUT_MS = 10_000
+#: Page size of a new workspace file (SQLite's default is 4096). Rows are
+#: appended at the end of the table and of each of its four indexes, so larger
+#: pages mean fewer page splits and fewer B-tree pages per row: the writer's
+#: CPU per 100k agent rows (in-process, best of 3) 0.41 -> 0.36 s (16 KB),
+#: 0.34 s (32 KB, but twice the bytes per small commit in follow mode).
+#: The table and what ``hal-logging query`` reads are the same at any size.
+PAGE_SIZE = 16384
+#: The WAL is copied back into the file (a checkpoint) at about this size, as
+#: with SQLite's default of 1000 pages of 4 KB: the same bound on disk for any
+#: page size.
+WAL_BYTES = 4 << 20
 #: Rows per INSERT statement (6 parameters each, plus 9; SQLite allows 32,766
 #: since 3.32). Only these sizes are ever prepared: a statement is compiled once
 #: and cached, and a multi-row one costs about 0.6 KB of memory per row, so a
@@ -265,10 +276,15 @@ class Workspace:
         while True:
             try:
                 self._conn.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+                # A new file only (an existing one keeps its size); before WAL,
+                # which fixes it. See PAGE_SIZE.
+                self._conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
                 mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()
                 wal = bool(mode) and str(mode[0]).lower() == "wal"
                 # NORMAL is crash-safe in WAL mode (see the module docstring).
                 self._conn.execute(f"PRAGMA synchronous={'NORMAL' if wal else 'FULL'}")
+                page = self._conn.execute("PRAGMA page_size").fetchone()[0]
+                self._conn.execute(f"PRAGMA wal_autocheckpoint={max(1, WAL_BYTES // page)}")
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     self._conn.execute(schema.sqlite_ddl(TABLE))
