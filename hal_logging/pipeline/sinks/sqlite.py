@@ -26,42 +26,19 @@ Guarantees the runner relies on:
 Speed (benchmarks/forward.py; measured per 100k rows):
 
 * A batch goes in multi-row ``INSERT ... SELECT ... FROM (VALUES ...)``
-  statements of a few fixed sizes (:data:`STATEMENT_SIZES`), not
-  ``executemany``. The sink runs on a delivery thread while the reading thread
-  parses; ``sqlite3`` releases the GIL around each statement step, and with
-  ``executemany`` that is once per row, so the writer had to win the GIL back
-  from the busy parser for every row (a convoy: each hand-over can wait for
-  the 5 ms switch interval). With hundreds of rows per step the B-tree work
-  runs beside the parsing and hand-overs are rare.
+  statements of a few sizes (:data:`STATEMENT_SIZES`), not ``executemany``:
+  the sink runs on a delivery thread, ``sqlite3`` releases the GIL around each
+  step, and per row (``executemany``) the writer had to win the GIL back from
+  the busy parser for every row (a convoy). With hundreds of rows per step the
+  B-tree work runs beside the parsing.
 * The eight context columns are bound once per statement (runs of rows share
   them): binding holds the GIL and costs per value.
-* The row's text comes from ``Record.columns`` (Properties serialised once,
-  when the run's stats measured it), made into insert tuples by
-  :meth:`SqliteSink.prepare` on the reading thread while it is in cache.
-* Record ids of one source grow with the offset (see
-  :func:`hal_logging.pipeline.parsing.record_id`), so the UNIQUE index grows at
-  its end; random ids had cost an index page write per row and batch.
-* ``synchronous=NORMAL`` in WAL mode (above).
-* New files get 16 KB pages (:data:`PAGE_SIZE`): rows append at the end of
-  the table and of four indexes, and larger pages split less often (writer
-  CPU -13%); the WAL is still checkpointed at about 4 MB.
-* Statements are padded with 0, not NULL: ``sqlite3`` sends ``None`` (not
-  ``int``) through its adapter lookup, 630 vs 46 ns a parameter with the GIL
-  held.
-
-What is left per row with the GIL held (benchmarks/results/forward-floor.md):
-the run's stats (string columns, Properties serialised by orjson, sizes),
-:meth:`SqliteSink.prepare` (the insert tuple) and binding six text values
-(~160 ns each: ``sqlite3_bind_text`` copies each one).
-
-Tried and dropped: a bigger page cache and rarer WAL checkpoints (they helped
-only random ids; with 16 KB pages neither a 8 MB cache nor ``mmap_size``
-changed the writer's CPU), one statement per batch padded to 4096 rows
-(binding the padding cost more than the statements it saved), record ids as
-BLOB or INTEGER (the workspace's ``_record_id`` stays the hex id others read),
-a batch bound as one JSON array and split by SQLite (``json_each`` and ``->>``:
-the writer's CPU 4.5x), ``map`` over the whole list in place of the per-row
-loops of the stats and ``prepare`` (slower: each pass walks rows out of cache).
+* The row's text comes from ``Record.columns`` (Properties serialised once, by
+  the run's stats), made into insert tuples by :meth:`SqliteSink.prepare` on
+  the reading thread while it is in cache.
+* Record ids of one source grow with the offset: the UNIQUE index grows at its end.
+* ``synchronous=NORMAL`` in WAL mode (above); 16 KB pages (:data:`PAGE_SIZE`).
+  What is left per row, and what was tried: benchmarks/results/forward-floor.md.
 """
 
 from __future__ import annotations
@@ -90,24 +67,16 @@ _INDEXES = (
     f'CREATE INDEX IF NOT EXISTS "ix_{TABLE}_time" ON "{TABLE}" ("TimeGenerated")',
 )
 BUSY_TIMEOUT_MS = 10_000
-#: Page size of a new workspace file (SQLite's default is 4096). Rows are
-#: appended at the end of the table and of each of its four indexes, so larger
-#: pages mean fewer page splits and fewer B-tree pages per row: the writer's
-#: CPU per 100k agent rows (in-process, best of 3) 0.41 -> 0.36 s (16 KB),
-#: 0.34 s (32 KB, but twice the bytes per small commit in follow mode).
-#: The table and what ``hal-logging query`` reads are the same at any size.
+#: Page size of a new file (SQLite's: 4 KB; an existing file keeps its own). Rows
+#: append at the end of five B-trees: fewer splits. Writer CPU/100k rows -13 %.
 PAGE_SIZE = 16384
-#: The WAL is copied back into the file (a checkpoint) at about this size, as
-#: with SQLite's default of 1000 pages of 4 KB: the same bound on disk for any
-#: page size.
+#: The WAL is checkpointed at about this size (SQLite's 1000 pages of 4 KB).
 WAL_BYTES = 4 << 20
-#: Rows per INSERT statement (6 parameters each, plus 9; SQLite allows 32,766
-#: since 3.32). Only these sizes are ever prepared: a statement is compiled once
-#: and cached, and a multi-row one costs about 0.6 KB of memory per row, so a
-#: size per batch length would grow the cache without bound. A batch goes in
-#: pieces of the largest; the last piece is padded up to the next size with
-#: zeros that a ``LIMIT`` leaves unread. Measured against one statement per
-#: batch padded up to 4096 rows: 20% less CPU (binding padding is not free).
+#: Rows per INSERT statement (6 parameters each, plus 9; SQLite allows 32,766).
+#: Only these sizes are prepared (each cached, ~0.6 KB per row): a batch goes in
+#: pieces of the largest, the last padded up to the next size with zeros that a
+#: ``LIMIT`` leaves unread. Against one statement per batch padded up to 4096
+#: rows: 20% less CPU (binding padding is not free).
 STATEMENT_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 _COLS_SQL = ", ".join(f'"{c}"' for c in _ALL_COLS)
 #: Per row: TimeGenerated, Level, Message, LoggerName, Properties, _record_id.
@@ -252,9 +221,8 @@ def _statements(items: list[Split]) -> Iterator[tuple[str, list[Any]]]:
             size = next(s for s in STATEMENT_SIZES if s >= m)
             params = [*ctx, *flat(map(_second, piece))]
             if size > m:
-                # Padding is never read (LIMIT); 0, not None: sqlite3 binds an int
-                # directly but passes None through its adapter lookup (measured:
-                # 46 vs 630 ns a parameter, with the GIL held).
+                # Never read (LIMIT). 0, not None: sqlite3 sends None through its
+                # adapter lookup (630 vs 46 ns a parameter, GIL held).
                 params.extend([0] * (_PER_ROW * (size - m)))
             params.append(m)
             yield _insert_sql(size), params
@@ -291,8 +259,7 @@ class Workspace:
         while True:
             try:
                 self._conn.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
-                # A new file only (an existing one keeps its size); before WAL,
-                # which fixes it. See PAGE_SIZE.
+                # (A new file only; before WAL, which fixes it.)
                 self._conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
                 mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()
                 wal = bool(mode) and str(mode[0]).lower() == "wal"
@@ -415,8 +382,7 @@ class SqliteSink(Sink):
             except (KeyError, TypeError):
                 rid = None
             ctx = c[_CTX]
-            if ctx != last:  # (rows of a run share it: a compare of the same strings)
-                # One tuple object per context: the writer groups rows by identity.
+            if ctx != last:  # one tuple object per context: the writer groups by identity
                 last = ctx = intern.setdefault(ctx, ctx)
             r.prepared = (
                 last,
