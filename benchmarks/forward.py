@@ -5,7 +5,7 @@ Measured in one run, side by side (ratios, not absolute numbers, are the result)
 * **throughput** on two inputs, each at 1x (``--lines``, 100k) and 4x (400k)
   wire lines written by the real ``JsonFormatter``: ``agent`` (a step log line
   with four fields, ~420 B a line) and ``agent_extras`` (the same with a
-  variable-length text field in Properties, ~330 to ~650 B: the Azure
+  variable-length text field in Properties, ~390 to ~560 B: the Azure
   benchmark's input). The 4x files are written as long runs (times and record
   ids grow), not copies. Each goes into a fresh workspace with every guarantee
   on (checkpoints committed after the sink confirms, each batch a committed
@@ -27,8 +27,8 @@ Measured in one run, side by side (ratios, not absolute numbers, are the result)
 
 Goals: speed >= 1x the naive script on both inputs at 1x and 4x (issues 4
 and 15), careful path <= 1.3x the fast path's CPU (issue 15), RSS < 100 MB and
-flat, p99 < 1.5 s, ~0 idle CPU. Runs in about four minutes with ``--repeat
-3``; ``--sizes 1`` skips the 4x inputs::
+flat, p99 < 1.5 s, ~0 idle CPU. Runs in about six minutes with ``--repeat
+3`` (ten with 5); ``--sizes 1`` skips the 4x inputs::
 
     .venv/bin/python benchmarks/forward.py [--lines 100000] [--repeat 3] [--json]
 """
