@@ -124,7 +124,8 @@ class Meter:
         ``isascii``, Properties by the length of its JSON (UTF-8 already), and
         the counters are updated once per (level, logger) of the call, not per
         row. (One loop per row while the rows are in cache: ``map`` passes over
-        the whole list were slower, 0.27 -> 0.36 s per 100k rows.) With ``encode`` (a JSON sink's
+        the whole list were slower, 0.27 -> 0.36 s per 100k rows.) With
+        ``encode`` (a JSON sink's
         :meth:`~hal_logging.pipeline.model.Sink.row_encoder`), see
         :meth:`_add_encoded`. Rows with odd values take the slow path.
         Returns the records' total size.
