@@ -8,14 +8,24 @@ call, and a retried tool call every 50 lines at WARNING.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 
-def write_agent_lines(path: Path, n: int, *, start: int = 0, observation: bool = False) -> None:
+def write_agent_lines(
+    path: Path,
+    n: int,
+    *,
+    start: int = 0,
+    observation: bool = False,
+    context: Mapping[str, str] | None = None,
+) -> None:
     """Append ``n`` wire lines (numbered from ``start``) to ``path``.
 
     ``observation`` adds a variable-length text field (rows of ~330 to ~450 bytes
-    instead of ~300), as the Azure benchmark uses.
+    instead of ~300), as the Azure benchmark uses. ``context`` gives the
+    context columns the lines carry (default: the environment's, as
+    ``configure()`` does), e.g. ``{"RunID": "bench"}`` for lines that claim a run.
     """
     from hal_logging.formatter import JsonFormatter
 
@@ -24,7 +34,7 @@ def write_agent_lines(path: Path, n: int, *, start: int = 0, observation: bool =
     logger.setLevel(logging.DEBUG)
     with path.open("a", encoding="utf-8") as fh:
         handler = logging.StreamHandler(fh)
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(JsonFormatter(context=context))
         logger.addHandler(handler)
         try:
             for i in range(start, start + n):

@@ -2,23 +2,35 @@
 
 Measured in one run, side by side (ratios, not absolute numbers, are the result):
 
-* **throughput**: 100k wire lines (~40 MB, written by the real ``JsonFormatter``)
-  into a fresh workspace, with every guarantee on (checkpoints committed after
-  the sink confirms, each batch a committed WAL transaction, the trust rule,
-  64 KB cuts, unique record ids, redaction, folding), against a naive script
-  that reads the file, ``json.loads`` each line and ``executemany``s the rows
-  into SQLite (stdlib, default settings). Both run as subprocesses, rounds
-  interleaved, best of ``--repeat``; wall and CPU seconds. Each run's table is
+* **throughput** on two inputs, each at 1x (``--lines``, 100k) and 4x (400k)
+  wire lines written by the real ``JsonFormatter``: ``agent`` (a step log line
+  with four fields, ~420 B a line) and ``agent_extras`` (the same with a
+  variable-length text field in Properties, ~390 to ~560 B: the Azure
+  benchmark's input). The 4x files are written as long runs (times and record
+  ids grow), not copies. Each goes into a fresh workspace with every guarantee
+  on (checkpoints committed after the sink confirms, each batch a committed
+  WAL transaction, the trust rule, 64 KB cuts, unique record ids, redaction,
+  folding), against a naive script that reads the file, ``json.loads`` each
+  line and ``executemany``s the rows into SQLite (stdlib, default settings).
+  All run as subprocesses measured with ``wait4``, rounds interleaved, best of
+  ``--repeat`` (medians printed too); wall and CPU seconds. Each run's table is
   checked: every line stored, no record id twice.
-* **memory**: peak RSS of the forwarder at 1x and 4x the input (should be flat).
+* **careful path**: ``agent_extras`` lines that claim ``RunID`` "bench",
+  forwarded with ``--run-id bench`` (the claims agree: the fast path) and with
+  ``--run-id other`` (every line claims a context the forwarder does not vouch
+  for: the careful path keeps the claims). The ratio is the careful run's CPU
+  over the fast run's, at 1x and 4x.
+* **memory**: the forwarder's peak RSS at 1x and 4x (should be flat).
 * **follow latency**: lines appended to a followed file with their send time;
   the time until each is visible in the workspace (p50, p99).
 * **idle CPU**: the followed forwarder's CPU use over a few idle seconds.
 
-Goal (issue 4): ratio >= 1 against the naive script, RSS < 100 MB and flat,
-p99 < 1.5 s, ~0 idle CPU. Runs in about a minute or two::
+Goals: speed >= 1x the naive script on both inputs at 1x and 4x (issues 4
+and 15), careful path <= 1.3x the fast path's CPU (issue 15), RSS < 100 MB and
+flat, p99 < 1.5 s, ~0 idle CPU. Runs in about six minutes with ``--repeat
+3`` (ten with 5); ``--sizes 1`` skips the 4x inputs::
 
-    .venv/bin/python benchmarks/forward.py [--lines 100000] [--repeat 3]
+    .venv/bin/python benchmarks/forward.py [--lines 100000] [--repeat 3] [--json]
 """
 
 from __future__ import annotations
@@ -26,8 +38,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,9 +70,19 @@ conn.commit()
 """
 
 
-def make_input(path: Path, n: int, start: int = 0) -> None:
+#: The inputs: name -> write_agent_lines options.
+INPUTS: dict[str, dict[str, Any]] = {
+    "agent": {},
+    "agent_extras": {"observation": True},
+}
+#: The careful-path input: lines that claim a run (see the module docstring).
+CLAIMED: dict[str, Any] = {"observation": True, "context": {"RunID": "bench"}}
+
+
+def make_input(path: Path, n: int, **options: Any) -> None:
     """``n`` wire lines written by the real JsonFormatter (a realistic agent mix)."""
-    write_agent_lines(path, n, start=start)
+    path.unlink(missing_ok=True)
+    write_agent_lines(path, n, **options)
 
 
 #: Runs the measured commands (one JSON request per line on stdin, one answer
@@ -110,83 +132,116 @@ def forward_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "hal_logging.cli.forward", "-q", *args]
 
 
+def _fresh(tmp: Path, name: str) -> tuple[Path, Path]:
+    for p in tmp.glob(f"{name}.*"):
+        p.unlink(missing_ok=True)
+    return tmp / f"{name}.db", tmp / f"{name}.ckpt"
+
+
+def _check(db: Path, naive: bool, lines: int) -> None:
+    """Every line stored, once (the inputs have no repeats to fold)."""
+    conn = sqlite3.connect(db)
+    try:
+        if naive:
+            n = distinct = conn.execute("SELECT count(*) FROM t").fetchone()[0]
+        else:
+            n, distinct = conn.execute(
+                'SELECT count(*), count(DISTINCT "_record_id") FROM BenchmarkRuns_CL'
+            ).fetchone()
+    finally:
+        conn.close()
+    assert n == distinct == lines, (db.name, n, distinct, lines)
+
+
+def _summary(runs: list[dict[str, float]], size_mb: float) -> dict[str, Any]:
+    best = min(runs, key=lambda x: x["wall"])
+    return {
+        "mb_per_s": round(size_mb / best["wall"], 1),
+        "wall_s": round(best["wall"], 3),
+        "cpu_s": round(min(x["cpu"] for x in runs), 3),
+        "wall_median_s": round(statistics.median(x["wall"] for x in runs), 3),
+        "cpu_median_s": round(statistics.median(x["cpu"] for x in runs), 3),
+        "rss_mb": round(max(x["rss_mb"] for x in runs), 1),
+        "runs": len(runs),
+    }
+
+
 def throughput(
-    tmp: Path, src: Path, repeat: int, env: dict[str, str], lines: int
+    tmp: Path, files: dict[str, tuple[Path, int]], repeat: int, env: dict[str, str]
 ) -> dict[str, Any]:
-    size_mb = src.stat().st_size / 1e6
+    """The measured runs, rounds interleaved; see the module docstring.
+
+    ``files``: case name ("agent@1x", ..., "claimed@4x") -> (input file, lines).
+    """
     # Warm-up (bytecode cache, page cache): not measured.
+    src = next(iter(files.values()))[0]
     warm = tmp / "warm.log"
     with src.open("rb") as fh, warm.open("wb") as out:
         head = fh.read(1 << 20)
         out.write(head[: head.rfind(b"\n") + 1])
     timed(forward_argv("--db", str(tmp / "warm.db"), "--no-checkpoint", str(warm)), env)
     timed([sys.executable, "-c", NAIVE, str(warm), str(tmp / "warm-naive.db")], env)
-    results: dict[str, list[dict[str, float]]] = {
-        "naive": [],
-        "forward": [],
-        "forward_no_filters": [],
-    }
+    variants: dict[str, list[str] | None] = {}  # variant -> extra forwarder args (None: naive)
+    for case in files:
+        if case.startswith("claimed"):
+            variants[f"{case}/fast"] = ["--run-id", "bench"]
+            variants[f"{case}/careful"] = ["--run-id", "other"]
+        else:
+            variants[f"{case}/naive"] = None
+            variants[f"{case}/forward"] = []
+            if case.endswith("@1x"):
+                variants[f"{case}/forward_no_filters"] = ["--no-redact", "--no-fold-repeats"]
+    results: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
     for r in range(repeat):
-        for name in results:
-            db = tmp / f"{name}-{r}.db"
-            ckpt = tmp / f"{name}-{r}.ckpt"
-            if name == "naive":
-                argv = [sys.executable, "-c", NAIVE, str(src), str(db)]
-            elif name == "forward":
-                argv = forward_argv("--db", str(db), "--checkpoint", str(ckpt), str(src))
+        for variant, extra in variants.items():
+            case = variant.split("/")[0]
+            path, lines = files[case]
+            db, ckpt = _fresh(tmp, "run")
+            if extra is None:
+                argv = [sys.executable, "-c", NAIVE, str(path), str(db)]
             else:
-                argv = forward_argv(
-                    "--db",
-                    str(db),
-                    "--checkpoint",
-                    str(ckpt),
-                    "--no-redact",
-                    "--no-fold-repeats",
-                    str(src),
+                argv = forward_argv("--db", str(db), "--checkpoint", str(ckpt), *extra, str(path))
+            results[variant].append(timed(argv, env))
+            _check(db, extra is None, lines)
+            print(f"  round {r + 1}/{repeat} {variant}: {results[variant][-1]}", file=sys.stderr)
+    _fresh(tmp, "run")
+    out: dict[str, Any] = {}
+    for case, (path, lines) in files.items():
+        size_mb = path.stat().st_size / 1e6
+        c: dict[str, Any] = {"lines": lines, "input_mb": round(size_mb, 1)}
+        for variant, runs in results.items():
+            if variant.startswith(case + "/"):
+                c[variant.split("/")[1]] = _summary(runs, size_mb)
+        if "naive" in c:
+            naive, fwd = c["naive"], c["forward"]
+            c["ratio_speed_vs_naive"] = round(naive["wall_s"] / fwd["wall_s"], 2)
+            c["ratio_speed_vs_naive_median"] = round(
+                naive["wall_median_s"] / fwd["wall_median_s"], 2
+            )
+            c["ratio_cpu_vs_naive"] = round(fwd["cpu_s"] / naive["cpu_s"], 2)
+            if "forward_no_filters" in c:
+                c["ratio_speed_no_filters_vs_naive"] = round(
+                    naive["wall_s"] / c["forward_no_filters"]["wall_s"], 2
                 )
-            results[name].append(timed(argv, env))
-            with sqlite3.connect(db) as conn:
-                if name == "naive":
-                    n = distinct = conn.execute("SELECT count(*) FROM t").fetchone()[0]
-                else:
-                    n, distinct = conn.execute(
-                        'SELECT count(*), count(DISTINCT "_record_id") FROM BenchmarkRuns_CL'
-                    ).fetchone()
-            # Every line stored, once (the input has no repeats to fold).
-            assert n == distinct == lines, (name, n, distinct, lines)
-            for p in tmp.glob(f"{name}-{r}.*"):
-                p.unlink()
-    best = {k: min(v, key=lambda x: x["wall"]) for k, v in results.items()}
-    out: dict[str, Any] = {"input_mb": round(size_mb, 1)}
-    for k, b in best.items():
-        out[k] = {
-            "mb_per_s": round(size_mb / b["wall"], 1),
-            "wall_s": round(b["wall"], 2),
-            "cpu_s": round(b["cpu"], 2),
-            "rss_mb": round(b["rss_mb"], 1),
-        }
-    out["ratio_speed_vs_naive"] = round(best["naive"]["wall"] / best["forward"]["wall"], 2)
-    out["ratio_cpu_vs_naive"] = round(best["forward"]["cpu"] / best["naive"]["cpu"], 2)
-    out["ratio_speed_no_filters_vs_naive"] = round(
-        best["naive"]["wall"] / best["forward_no_filters"]["wall"], 2
-    )
+        else:
+            c["ratio_cpu_careful_vs_fast"] = round(c["careful"]["cpu_s"] / c["fast"]["cpu_s"], 2)
+            c["ratio_cpu_careful_vs_fast_median"] = round(
+                c["careful"]["cpu_median_s"] / c["fast"]["cpu_median_s"], 2
+            )
+        out[case] = c
     return out
 
 
-def memory(tmp: Path, src: Path, n: int, env: dict[str, str]) -> dict[str, Any]:
-    big = tmp / "x4.log"
-    with big.open("wb") as out:
-        for _ in range(4):
-            with src.open("rb") as fh:
-                shutil.copyfileobj(fh, out)
-    one = timed(forward_argv("--db", str(tmp / "m1.db"), "--no-checkpoint", str(src)), env)
-    four = timed(forward_argv("--db", str(tmp / "m4.db"), "--no-checkpoint", str(big)), env)
-    big.unlink()
-    return {
-        "rss_1x_mb": round(one["rss_mb"], 1),
-        "rss_4x_mb": round(four["rss_mb"], 1),
-        "ratio_4x_vs_1x": round(four["rss_mb"] / one["rss_mb"], 2),
-    }
+def memory(cases: dict[str, Any]) -> dict[str, Any]:
+    """Peak RSS of the forwarder at 1x and 4x, from the throughput runs."""
+    out: dict[str, Any] = {}
+    for name in INPUTS:
+        one, four = cases.get(f"{name}@1x"), cases.get(f"{name}@4x")
+        if one is None or four is None:
+            continue
+        a, b = one["forward"]["rss_mb"], four["forward"]["rss_mb"]
+        out[name] = {"rss_1x_mb": a, "rss_4x_mb": b, "ratio_4x_vs_1x": round(b / a, 2)}
+    return out
 
 
 def follow(
@@ -279,9 +334,15 @@ def main() -> None:
     )
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--sizes", default="1,4", help="input sizes in multiples of --lines (default 1,4)"
+    )
+    ap.add_argument("--no-follow", action="store_true", help="skip the follow-mode part")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--json-out", type=Path, help="also write the results as JSON to this file")
     args = ap.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HAL_", "AZURE_", "OTEL_"))}
+    sizes = [int(x) for x in args.sizes.split(",")]
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="hal-forward-bench-") as d:
         tmp = Path(d)
@@ -292,37 +353,78 @@ def main() -> None:
         # never beside the sources; the warm-up run below fills it.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
-        src = tmp / "wire.log"
-        make_input(src, args.lines)
-        results = {
+        files: dict[str, tuple[Path, int]] = {}
+        for k in sizes:
+            n = args.lines * k
+            for name, options in (*INPUTS.items(), ("claimed", CLAIMED)):
+                path = tmp / f"{name}-{k}x.log"
+                make_input(path, n, **options)
+                files[f"{name}@{k}x"] = (path, n)
+        cases = throughput(tmp, files, args.repeat, env)
+        results: dict[str, Any] = {
             "lines": args.lines,
-            "throughput": throughput(tmp, src, args.repeat, env, args.lines),
-            "memory": memory(tmp, src, args.lines, env),
-            "follow": follow(tmp, env),
+            "repeat": args.repeat,
+            "cases": cases,
+            "memory": memory(cases),
         }
+        if not args.no_follow:
+            results["follow"] = follow(tmp, env)
     results["bench_seconds"] = round(time.monotonic() - t0, 1)
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(results, indent=2) + "\n")
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    t, m, f = results["throughput"], results["memory"], results["follow"]
-    print(f"input: {args.lines} wire lines, {t['input_mb']} MB")
-    for k in ("naive", "forward", "forward_no_filters"):
-        v = t[k]
-        print(
-            f"  {k:<20} {v['mb_per_s']:>7} MB/s  wall {v['wall_s']:>6}s  cpu {v['cpu_s']:>6}s  rss {v['rss_mb']:>6} MB"
+    print(report(results))
+
+
+def report(results: dict[str, Any]) -> str:
+    """The results as text (what benchmarks/results/forward.txt holds)."""
+    out: list[str] = []
+    p = out.append
+    p(f"best of {results['repeat']} rounds (median in brackets); CPU s and wall s per run")
+    for case, c in results["cases"].items():
+        p(f"{case}: {c['lines']} wire lines, {c['input_mb']} MB")
+        for k in ("naive", "forward", "forward_no_filters", "fast", "careful"):
+            if k in c:
+                v = c[k]
+                p(
+                    f"  {k:<20} {v['mb_per_s']:>7} MB/s  wall {v['wall_s']:>6}s ({v['wall_median_s']})"
+                    f"  cpu {v['cpu_s']:>6}s ({v['cpu_median_s']})  rss {v['rss_mb']:>6} MB"
+                )
+        if "ratio_speed_vs_naive" in c:
+            extra = (
+                f" (no filters: {c['ratio_speed_no_filters_vs_naive']}x)"
+                if "ratio_speed_no_filters_vs_naive" in c
+                else ""
+            )
+            p(
+                f"  speed vs naive: {c['ratio_speed_vs_naive']}x"
+                f" (median {c['ratio_speed_vs_naive_median']}x){extra},"
+                f" cpu vs naive: {c['ratio_cpu_vs_naive']}x"
+            )
+        else:
+            p(
+                f"  careful path CPU / fast path CPU: {c['ratio_cpu_careful_vs_fast']}x"
+                f" (median {c['ratio_cpu_careful_vs_fast_median']}x)"
+            )
+    for name, m in results["memory"].items():
+        p(
+            f"memory ({name}): peak RSS {m['rss_1x_mb']} MB at 1x, {m['rss_4x_mb']} MB at 4x"
+            f" ({m['ratio_4x_vs_1x']}x)"
         )
-    print(
-        f"  speed vs naive: {t['ratio_speed_vs_naive']}x (no filters: {t['ratio_speed_no_filters_vs_naive']}x), "
-        f"cpu vs naive: {t['ratio_cpu_vs_naive']}x"
+    f = results.get("follow")
+    if f:
+        p(
+            f"follow: p50 {f['latency_p50_s']}s, p99 {f['latency_p99_s']}s, max {f['latency_max_s']}s "
+            f"over {f['probes']} lines; idle CPU {f['idle_cpu_percent']}%"
+        )
+    p(
+        f"(benchmark took {results['bench_seconds']}s; load average after: "
+        f"{results['load_average_after']})"
     )
-    print(
-        f"memory: peak RSS {m['rss_1x_mb']} MB at 1x, {m['rss_4x_mb']} MB at 4x ({m['ratio_4x_vs_1x']}x)"
-    )
-    print(
-        f"follow: p50 {f['latency_p50_s']}s, p99 {f['latency_p99_s']}s, max {f['latency_max_s']}s "
-        f"over {f['probes']} lines; idle CPU {f['idle_cpu_percent']}%"
-    )
-    print(f"(benchmark took {results['bench_seconds']}s)")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

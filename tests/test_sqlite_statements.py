@@ -115,3 +115,51 @@ def test_sink_stores_the_text_the_stats_measured(tmp_path: Path) -> None:
     assert stored == [row_values(r) for r in rows]
     text = sum(len("".join(v for v in s[:12]).encode()) + len(s[12].encode()) for s in stored[:200])
     assert total == text == stats.total_billed
+
+
+_ODD_VALUES = st.one_of(
+    # non-ASCII, control characters, lone surrogates (orjson refuses these too)
+    st.text(st.characters(blacklist_categories=()), max_size=12),
+    st.integers(min_value=-(2**70), max_value=2**70),  # beyond 64 bits: orjson refuses
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.dictionaries(st.one_of(st.text(max_size=6), st.integers(0, 9)), _ODD_VALUES, max_size=4),
+        min_size=1,
+        max_size=20,
+    ),
+    st.text(max_size=20),
+)
+def test_odd_properties_are_billed_as_stored(
+    tmp_path_factory: pytest.TempPathFactory, props: list[dict[Any, Any]], message: str
+) -> None:
+    """Whatever Properties hold (values orjson refuses, non-str keys, non-ASCII,
+    surrogates), the billed estimate is the UTF-8 length of the text stored,
+    and the text is what the plain per-row tuples say."""
+    db = tmp_path_factory.mktemp("ws") / "w.db"
+    rows = []
+    for i, p in enumerate(props):
+        row = _row(i)
+        row["Message"] = message + str(i)
+        row["Properties"] = {**p, "hal": row["Properties"]["hal"]}
+        rows.append(row)
+    records = [Record(r, "stdout", i, i + 1, "src") for i, r in enumerate(rows)]
+    stats = RunStats()
+    total = stats.add_records(records)
+    sink = SqliteSink(str(db))
+    sink.prepare(records)
+    assert sink.write(records).delivered == len(rows)
+    sink.close()
+    with sqlite3.connect(db) as conn:
+        conn.text_factory = bytes  # the stored bytes, surrogates and all
+        cols = ", ".join(f'"{c}"' for c in schema.COLUMN_NAMES)
+        stored = conn.execute(f'SELECT {cols} FROM "{schema.TABLE_NAME}" ORDER BY rowid').fetchall()
+    expected = [tuple(v.encode() for v in row_values(r)[:13]) for r in rows]
+    assert stored == expected
+    assert total == stats.total_billed == sum(len(v) for s in stored for v in s)

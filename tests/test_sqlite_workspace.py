@@ -93,3 +93,28 @@ def test_unusable_workspace_path_is_a_clear_error(tmp_path: Path) -> None:
     assert "--db" in err and "Traceback" not in err
     # Nothing was delivered, so the checkpoint did not move: a rerun ships everything.
     assert not (tmp_path / "in.log.hal-checkpoint").exists()
+
+
+def test_new_workspaces_use_large_pages_and_old_ones_keep_theirs(tmp_path: Path) -> None:
+    """A new file gets PAGE_SIZE pages; a workspace made with SQLite's default
+    4 KB pages (before this size was chosen) is used as it is, rows and all,
+    with its WAL checkpointed at the same size in bytes."""
+    from hal_logging.pipeline.sinks.sqlite import PAGE_SIZE, WAL_BYTES
+
+    new = Workspace(str(tmp_path / "new.db"))
+    assert new._conn.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE != 4096
+    assert new._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_BYTES // PAGE_SIZE
+    new.close()
+    old_path = tmp_path / "old.db"
+    conn = sqlite3.connect(old_path)
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(schema.sqlite_ddl(schema.TABLE_NAME))
+    conn.commit()
+    conn.close()
+    old = Workspace(str(old_path))
+    assert old._conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    assert old._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_BYTES // 4096
+    assert old.insert_rows([_row(i, f"id{i}") for i in range(3)]) == (3, 0)
+    old.close()
+    assert [r["Message"] for r in db_rows(old_path)] == ["m0 é", "m1 é", "m2 é"]

@@ -121,8 +121,11 @@ class Meter:
         The hot path of the forwarder. Without ``encode``, Properties is
         serialised once here (``Record.columns``, which the SQLite sink then
         stores as is), the string columns are measured with one join and one
-        ``isascii``, and the counters are updated once per (level, logger) of
-        the call, not per row. With ``encode`` (a JSON sink's
+        ``isascii``, Properties by the length of its JSON (UTF-8 already), and
+        the counters are updated once per (level, logger) of the call, not per
+        row. (One loop per row while the rows are in cache: ``map`` passes over
+        the whole list were slower, 0.27 -> 0.36 s per 100k rows.) With
+        ``encode`` (a JSON sink's
         :meth:`~hal_logging.pipeline.model.Sink.row_encoder`), see
         :meth:`_add_encoded`. Rows with odd values take the slow path.
         Returns the records' total size.
@@ -146,15 +149,17 @@ class Meter:
                 text = "".join(vals)
                 props = row["Properties"]
                 try:
-                    pj = fast_dumps(props, option=opts).decode("utf-8")
-                except (TypeError, orjson.JSONEncodeError):
-                    pj = dumps(props).decode("utf-8")  # odd values: never raises
+                    data = fast_dumps(props, None, opts)  # (positional: no keyword parsing)
+                except TypeError:  # orjson.JSONEncodeError too
+                    data = dumps(props)  # odd values: never raises
+                pj = data.decode()
                 if type(props) is dict:
-                    r.columns = (*vals, pj)
-                # isascii() is O(1) on a str: most rows are measured without encoding
+                    r.columns = vals + (pj,)  # noqa: RUF005 - 98 vs 175 ns: (*a, b) builds a list
+                # isascii() is O(1) on a str: most rows are measured without encoding;
+                # the JSON is UTF-8 already, its length is its billed size.
                 size = (
                     len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-                ) + (len(pj) if pj.isascii() else len(pj.encode("utf-8", "surrogatepass")))
+                ) + len(data)
                 level, logger, task = vals[level_i], vals[logger_i], vals[task_i]
             except (KeyError, TypeError):
                 size, level, logger, task = _measure_odd(row)

@@ -26,27 +26,19 @@ Guarantees the runner relies on:
 Speed (benchmarks/forward.py; measured per 100k rows):
 
 * A batch goes in multi-row ``INSERT ... SELECT ... FROM (VALUES ...)``
-  statements of a few fixed sizes (:data:`STATEMENT_SIZES`), not
-  ``executemany``. The sink runs on a delivery thread while the reading thread
-  parses; ``sqlite3`` releases the GIL around each statement step, and with
-  ``executemany`` that is once per row, so the writer had to win the GIL back
-  from the busy parser for every row (a convoy: each hand-over can wait for
-  the 5 ms switch interval). With hundreds of rows per step the B-tree work
-  runs beside the parsing and hand-overs are rare.
+  statements of a few sizes (:data:`STATEMENT_SIZES`), not ``executemany``:
+  the sink runs on a delivery thread, ``sqlite3`` releases the GIL around each
+  step, and per row (``executemany``) the writer had to win the GIL back from
+  the busy parser for every row (a convoy). With hundreds of rows per step the
+  B-tree work runs beside the parsing.
 * The eight context columns are bound once per statement (runs of rows share
   them): binding holds the GIL and costs per value.
-* The row's text comes from ``Record.columns`` (Properties serialised once,
-  when the run's stats measured it), made into insert tuples by
-  :meth:`SqliteSink.prepare` on the reading thread while it is in cache.
-* Record ids of one source grow with the offset (see
-  :func:`hal_logging.pipeline.parsing.record_id`), so the UNIQUE index grows at
-  its end; random ids had cost an index page write per row and batch.
-* ``synchronous=NORMAL`` in WAL mode (above).
-
-Tried and dropped: a bigger page cache and rarer WAL checkpoints (they helped
-only random ids), one statement per batch padded to 4096 rows (binding the
-padding cost more than the statements it saved), record ids as BLOB or
-INTEGER (the workspace's ``_record_id`` stays the hex id others read).
+* The row's text comes from ``Record.columns`` (Properties serialised once, by
+  the run's stats), made into insert tuples by :meth:`SqliteSink.prepare` on
+  the reading thread while it is in cache.
+* Record ids of one source grow with the offset: the UNIQUE index grows at its end.
+* ``synchronous=NORMAL`` in WAL mode (above); 16 KB pages (:data:`PAGE_SIZE`).
+  What is left per row, and what was tried: benchmarks/results/forward-floor.md.
 """
 
 from __future__ import annotations
@@ -75,13 +67,16 @@ _INDEXES = (
     f'CREATE INDEX IF NOT EXISTS "ix_{TABLE}_time" ON "{TABLE}" ("TimeGenerated")',
 )
 BUSY_TIMEOUT_MS = 10_000
-#: Rows per INSERT statement (6 parameters each, plus 9; SQLite allows 32,766
-#: since 3.32). Only these sizes are ever prepared: a statement is compiled once
-#: and cached, and a multi-row one costs about 0.6 KB of memory per row, so a
-#: size per batch length would grow the cache without bound. A batch goes in
-#: pieces of the largest; the last piece is padded up to the next size with
-#: NULLs that a ``LIMIT`` leaves unread. Measured against one statement per
-#: batch padded up to 4096 rows: 20% less CPU (binding padding is not free).
+#: Page size of a new file (SQLite's: 4 KB; an existing file keeps its own). Rows
+#: append at the end of five B-trees: fewer splits. Writer CPU/100k rows -13 %.
+PAGE_SIZE = 16384
+#: The WAL is checkpointed at about this size (SQLite's 1000 pages of 4 KB).
+WAL_BYTES = 4 << 20
+#: Rows per INSERT statement (6 parameters each, plus 9; SQLite allows 32,766).
+#: Only these sizes are prepared (each cached, ~0.6 KB per row): a batch goes in
+#: pieces of the largest, the last padded up to the next size with zeros that a
+#: ``LIMIT`` leaves unread. Against one statement per batch padded up to 4096
+#: rows: 20% less CPU (binding padding is not free).
 STATEMENT_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 _COLS_SQL = ", ".join(f'"{c}"' for c in _ALL_COLS)
 #: Per row: TimeGenerated, Level, Message, LoggerName, Properties, _record_id.
@@ -226,7 +221,9 @@ def _statements(items: list[Split]) -> Iterator[tuple[str, list[Any]]]:
             size = next(s for s in STATEMENT_SIZES if s >= m)
             params = [*ctx, *flat(map(_second, piece))]
             if size > m:
-                params.extend([None] * (_PER_ROW * (size - m)))
+                # Never read (LIMIT). 0, not None: sqlite3 sends None through its
+                # adapter lookup (630 vs 46 ns a parameter, GIL held).
+                params.extend([0] * (_PER_ROW * (size - m)))
             params.append(m)
             yield _insert_sql(size), params
 
@@ -262,10 +259,14 @@ class Workspace:
         while True:
             try:
                 self._conn.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+                # (A new file only; before WAL, which fixes it.)
+                self._conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
                 mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()
                 wal = bool(mode) and str(mode[0]).lower() == "wal"
                 # NORMAL is crash-safe in WAL mode (see the module docstring).
                 self._conn.execute(f"PRAGMA synchronous={'NORMAL' if wal else 'FULL'}")
+                page = self._conn.execute("PRAGMA page_size").fetchone()[0]
+                self._conn.execute(f"PRAGMA wal_autocheckpoint={max(1, WAL_BYTES // page)}")
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     self._conn.execute(schema.sqlite_ddl(TABLE))
@@ -371,6 +372,7 @@ class SqliteSink(Sink):
     def prepare(self, records: Sequence[Record]) -> None:
         """Insert tuples, made on the reading thread (see :meth:`Sink.prepare`)."""
         intern = self._contexts
+        last: tuple[Any, ...] = ()
         for r in records:
             c = r.columns
             if c is None:
@@ -380,10 +382,10 @@ class SqliteSink(Sink):
             except (KeyError, TypeError):
                 rid = None
             ctx = c[_CTX]
-            # One tuple object per context: the writer groups rows by identity.
-            ctx = intern.setdefault(ctx, ctx)
+            if ctx != last:  # one tuple object per context: the writer groups by identity
+                last = ctx = intern.setdefault(ctx, ctx)
             r.prepared = (
-                ctx,
+                last,
                 (c[0], c[1], c[2], c[3], c[12], rid if type(rid) is str and rid else None),
             )
         if len(intern) > 256:
