@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
 from hal_logging import _json, schema
+from hal_logging.azure import encoding
 from hal_logging.azure.encoding import encode_rows, row_encoder
 
 
@@ -68,3 +73,29 @@ def test_a_field_over_the_limit_is_cut() -> None:
     done = encode_rows([big], out.append, 1_048_576)
     assert done.cut == 1 and len(_json.loads(out[0])["Message"].encode()) <= schema.MAX_FIELD_BYTES
     assert row_encoder()([big]) == [None]
+
+
+_in_window = st.integers(-40 * 3600, 20 * 3600).map(lambda s: stamp(timedelta(seconds=s)))
+_stamps = st.one_of(
+    _in_window,
+    st.integers(-9, 9).map(lambda d: stamp(timedelta(days=d))),  # some out of the window
+    _in_window.map(lambda s: s[:10] + " " + s[11:]),  # 27 characters, no "T"
+    _in_window.map(lambda s: s[:26] + "z"),  # 27 characters, no "Z"
+    _in_window.map(lambda s: s[:19] + "Z"),  # another length, still plainly in the window
+    _in_window.map(lambda s: s[:-1] + "+00:00"),
+    st.integers(),
+)
+
+
+@given(st.lists(st.tuples(_stamps, st.text(max_size=30)), max_size=8))
+def test_batch_encoder_gives_each_row_what_the_row_check_gives(
+    cases: list[tuple[Any, str]],
+) -> None:
+    """The list-level checks (lengths, strided "T"/"Z", min/max) answer as the per-row one."""
+    rows = [row(when, message) for when, message in cases]
+    lo, hi = encoding._window(datetime.now(timezone.utc))
+    expected = [
+        orjson.dumps(r) if encoding._plainly_in_window(r["TimeGenerated"], lo, hi) else None
+        for r in rows
+    ]
+    assert row_encoder()(rows) == expected

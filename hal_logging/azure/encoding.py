@@ -35,8 +35,6 @@ TIME_NOTE: Final = (
     "some TimeGenerated values were more than 2 days old or 1 day ahead; Azure would have replaced them "
     "silently, so they were sent with the current time and kept in Properties.hal.original_time"
 )
-#: TimeGenerated values as the parser writes them ("YYYY-MM-DDTHH:MM:SS.ffffffZ"), joined.
-_CANONICAL_TIMES: Final = re.compile(r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)+", re.ASCII)
 _get_time: Final = operator.itemgetter("TimeGenerated")
 _ONLY_27: Final = {27}
 _FRACTION: Final = re.compile(r"(\.\d{6})\d+")
@@ -104,7 +102,6 @@ def row_encoder() -> Callable[[Sequence[Row]], list[bytes | None]]:
     lo, hi = _window(datetime.now(timezone.utc))
     dumps = orjson.dumps
     field_limit = schema.MAX_FIELD_BYTES
-    canonical_times = _CANONICAL_TIMES.fullmatch
 
     def one(row: Row) -> bytes | None:
         if not _plainly_in_window(row.get("TimeGenerated"), lo, hi):
@@ -123,15 +120,23 @@ def row_encoder() -> Callable[[Sequence[Row]], list[bytes | None]]:
             return []
         try:
             stamps = list(map(_get_time, rows))
+            joined = "".join(stamps)  # TypeError: a time that is not a str
+            n = len(stamps)
+            # _plainly_in_window for every row at once: all 27 characters long,
+            # "T" at 10 and "Z" at 26 of each (strided slices of the joined text),
+            # and the smallest and largest inside the window (text order is
+            # monotone in a prefix, so min/max bound every stamp[:19]).
             if (
                 set(map(len, stamps)) == _ONLY_27
-                and canonical_times("".join(stamps)) is not None
+                and joined[10::27] == "T" * n
+                and joined[26::27] == "Z" * n
                 and lo <= min(stamps)[:19]
                 and max(stamps)[:19] <= hi
             ):
                 datas = list(map(dumps, rows))
                 if max(map(len, datas)) <= field_limit:
-                    return [bytes(memoryview(d)) for d in datas]
+                    # Exact-size copies: orjson's own result keeps a buffer of ~8 KB.
+                    return list(map(bytes, map(memoryview, datas)))  # type: ignore[arg-type]
         except (KeyError, TypeError):  # a row without a time, or odd values: one by one
             pass
         return list(map(one, rows))
