@@ -67,9 +67,10 @@ def encode_rows(rows: Sequence[Row], append: Callable[[bytes], None], limit: int
     field_limit = schema.MAX_FIELD_BYTES
     fixed = cut = 0
     first_bad: Any = None
+    stale = _all_outside(rows, lo, hi)
     for row in rows:
         stamp = row.get("TimeGenerated")
-        if not _plainly_in_window(stamp, lo, hi) and not _time_ok(stamp, lo, hi, now):
+        if stale or (not _plainly_in_window(stamp, lo, hi) and not _time_ok(stamp, lo, hi, now)):
             row = _with_original_time(row, stamp, now_text)
             if not fixed:
                 first_bad = stamp
@@ -139,9 +140,34 @@ def row_encoder() -> Callable[[Sequence[Row]], list[bytes | None]]:
                     return list(map(bytes, map(memoryview, datas)))  # type: ignore[arg-type]
         except (KeyError, TypeError):  # a row without a time, or odd values: one by one
             pass
+        if _all_outside(rows, lo, hi):  # an old file shipped again: encode_rows fixes each
+            return [None] * len(rows)
         return list(map(one, rows))
 
     return encode
+
+
+def _all_outside(rows: Sequence[Row], lo: str, hi: str) -> bool:
+    """Every row's TimeGenerated in the usual form and outside the window (checked over the list).
+
+    The case of an old file shipped again: each row then takes the fix, and
+    :func:`_plainly_in_window` and :func:`_time_ok` would each say so row by
+    row. Same tests as :func:`row_encoder`'s list check, the window reversed:
+    the largest stamp before it or the smallest after it.
+    """
+    try:
+        stamps = list(map(_get_time, rows))
+        joined = "".join(stamps)
+    except (KeyError, TypeError):
+        return False
+    n = len(stamps)
+    return (
+        n > 0
+        and set(map(len, stamps)) == _ONLY_27
+        and joined[10::27] == "T" * n
+        and joined[26::27] == "Z" * n
+        and (max(stamps)[:19] < lo or hi < min(stamps)[:19])
+    )
 
 
 def _plainly_in_window(stamp: Any, lo: str, hi: str) -> bool:
@@ -179,11 +205,11 @@ def _time_ok(stamp: Any, lo: str, hi: str, now: datetime) -> bool:
 
 
 def _with_original_time(row: Row, stamp: Any, now_text: str) -> Row:
-    out = dict(row)
+    out = row.copy() if type(row) is dict else dict(row)
     props = out.get("Properties")
-    props = dict(props) if isinstance(props, dict) else ({} if props is None else {"value": props})
+    props = props.copy() if type(props) is dict else _as_properties(props)
     hal = props.get(schema.PROP_HAL)
-    hal = dict(hal) if isinstance(hal, dict) else {}
+    hal = hal.copy() if type(hal) is dict else (dict(hal) if isinstance(hal, dict) else {})
     hal.setdefault(
         schema.HAL_ORIGINAL_TIME, stamp if isinstance(stamp, str) else _json.dumps_str(stamp)
     )
@@ -191,3 +217,7 @@ def _with_original_time(row: Row, stamp: Any, now_text: str) -> Row:
     out["Properties"] = props
     out["TimeGenerated"] = now_text
     return out
+
+
+def _as_properties(props: Any) -> dict[str, Any]:
+    return dict(props) if isinstance(props, dict) else ({} if props is None else {"value": props})
