@@ -97,7 +97,31 @@ _LOGGER_I = _STRING_COLS.index("LoggerName")
 _TASK_I = _STRING_COLS.index("TaskID")
 _NCOLS = len(schema.COLUMN_NAMES)
 _ONLY_NCOLS = {_NCOLS}
-_get_level_logger = operator.itemgetter("Level", "LoggerName")
+_get_level = operator.itemgetter("Level")
+_get_logger = operator.itemgetter("LoggerName")
+_BACKSLASH = ord("\\")
+#: Distinct keys up to which :func:`_sums_by` sums with one C-level pass each.
+_FEW_KEYS = 4
+
+
+def _sums_by(keys: list[Any], sizes: list[int]) -> dict[Any, tuple[int, int]]:
+    """(rows, total size) per distinct key (a chunk's levels or loggers: usually a few).
+
+    Counted with ``Counter`` (C); summed with one ``compress`` pass per key
+    when the keys are few strings, else one Python step per row (measured,
+    400 agent rows: ~130 ns a row against ~450 for a loop over (level, logger)).
+    """
+    counts = Counter(keys)
+    if len(counts) == 1:
+        ((key, n),) = counts.items()
+        return {key: (n, sum(sizes))}
+    if len(counts) <= _FEW_KEYS and all(type(k) is str for k in counts):
+        return {k: (n, sum(compress(sizes, map(k.__eq__, keys)))) for k, n in counts.items()}
+    totals: dict[Any, int] = dict.fromkeys(counts, 0)
+    for key, size in zip(keys, sizes, strict=True):
+        totals[key] += size
+    return {k: (n, totals[k]) for k, n in counts.items()}
+
 _get_task_column = operator.itemgetter("TaskID")
 #: A row's JSON minus its column text: keys, quotes, colons, commas, braces
 #: (the same for any order of the keys). Exact when no string value needs an escape.
@@ -199,7 +223,8 @@ class Meter:
         """
         rows = [r.row for r in records]
         try:
-            keys = list(map(_get_level_logger, rows))
+            levels = list(map(_get_level, rows))
+            loggers = list(map(_get_logger, rows))
             tasks = set(map(_get_task_column, rows))
         except (KeyError, TypeError):  # a row without its columns: each on its own
             return self._add_one_by_one(records, encode)
@@ -214,7 +239,9 @@ class Meter:
                 measured = _plain_json(rows)  # the rows as they are, only to measure them
         if measured is not None:
             sizes = list(map(operator.sub, map(len, measured), repeat(_JSON_OVERHEAD)))
-            careful = compress(range(n), map(bytes.__contains__, measured, repeat(b"\\")))
+            # operator.contains with an int is one memchr (~70 ns a row; bytes.__contains__
+            # with b"\\" goes through the general search: ~500 ns).
+            careful = compress(range(n), map(operator.contains, measured, repeat(_BACKSLASH)))
         else:
             sizes = [0] * n
             careful = range(n)
@@ -225,16 +252,17 @@ class Meter:
             r.prepared = data
             r.size = size
             r.raw = None  # only for the filters' pre-checks: not kept while the batch waits
-        groups: dict[tuple[str, str], list[int]] = {}
-        for key, size in zip(keys, sizes, strict=True):
-            acc = groups.get(key)
-            if acc is None:
-                groups[key] = [1, size]
-            else:
-                acc[0] += 1
-                acc[1] += size
         self.tasks.update(str(t) for t in tasks if t)
-        return self._add_groups(groups)
+        by_level = _sums_by(levels, sizes)
+        self._add_sums(by_level, self.rows, self.billed)
+        self._add_sums(_sums_by(loggers, sizes), self.rows_by_logger, self.billed_by_logger)
+        return sum(total for _, total in by_level.values())
+
+    @staticmethod
+    def _add_sums(sums: dict[Any, tuple[int, int]], rows: Counter[Any], billed: Counter[Any]) -> None:
+        for key, (n, total) in sums.items():
+            rows[key] += n
+            billed[key] += total
 
     def _add_one_by_one(self, records: list[Record], encode: RowEncoder) -> int:
         """:meth:`_add_encoded` for a list with odd rows: each row on its own."""
