@@ -67,8 +67,7 @@ class EncodedRows:
     def of(cls, rows: Sequence[bytes]) -> EncodedRows:
         enc = cls()
         if rows:
-            enc.buf = bytearray(b",").join(rows)
-            enc.buf += b","
+            enc.buf = bytearray(b",").join([*rows, b""])  # each row with its comma: one copy
             enc.starts = list(
                 itertools.accumulate(map(operator.add, map(len, rows), _ONES), initial=0)
             )

@@ -15,6 +15,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Final
 
 from hal_logging.pipeline.model import Filter, Record
@@ -63,6 +64,12 @@ class _Scan:
         i = bisect_left(self.starts, end)  # matches 0..i-1 start before ``end``
         return i == 0 or self.max_ends[i - 1] <= start
 
+
+_get_raw: Final = attrgetter("raw")
+_get_source: Final = attrgetter("source")
+_get_stream: Final = attrgetter("stream")
+_get_start: Final = attrgetter("start")
+_get_end: Final = attrgetter("end")
 
 _PEM_BEGIN: Final = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 _PEM_END: Final = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
@@ -149,6 +156,8 @@ class RedactFilter(Filter):
 
     def process_batch(self, records: list[Record]) -> list[Record]:
         """The chain's hot loop: records vouched clean by :meth:`prescan` pass untouched."""
+        if self._all_clean(records):
+            return records
         out: list[Record] = []
         append = out.append
         process = self.process
@@ -161,6 +170,27 @@ class RedactFilter(Filter):
                     continue
             out.extend(process(r))
         return out
+
+    def _all_clean(self, records: list[Record]) -> bool:
+        """The usual chunk, over the list with C-level calls: one (source, stream), every
+        record vouched for (``raw``), and no trigger anywhere in the covered span.
+
+        What the loop of :meth:`process_batch` would find record by record
+        (~200 ns a record instead of ~450 on agent output).
+        """
+        if self._pem_open or not records:
+            return False
+        first = records[0]
+        scan = self._scans.get((first.source, first.stream))
+        if scan is None or scan.starts:  # no scan, or a match to place: record by record
+            return False
+        return (
+            None not in map(_get_raw, records)
+            and len(set(map(_get_source, records))) == 1
+            and len(set(map(_get_stream, records))) == 1
+            and scan.covered_from <= min(map(_get_start, records))
+            and max(map(_get_end, records)) <= scan.covered_to
+        )
 
     def process(self, record: Record) -> Iterable[Record]:
         raw = record.raw
