@@ -134,10 +134,12 @@ def row_encoder() -> Callable[[Sequence[Row]], list[bytes | None]]:
                 and lo <= min(stamps)[:19]
                 and max(stamps)[:19] <= hi
             ):
-                datas = list(map(dumps, rows))
+                # Exact-size copies, each made as its row is dumped: orjson's own
+                # result keeps a buffer of ~8 KB (a chunk's worth at once would be
+                # MBs), and the one buffer then stays warm in the allocator.
+                datas: list[bytes] = list(map(bytes, map(memoryview, map(dumps, rows))))  # type: ignore[arg-type]
                 if max(map(len, datas)) <= field_limit:
-                    # Exact-size copies: orjson's own result keeps a buffer of ~8 KB.
-                    return list(map(bytes, map(memoryview, datas)))  # type: ignore[arg-type]
+                    return datas  # type: ignore[return-value]
         except (KeyError, TypeError):  # a row without a time, or odd values: one by one
             pass
         if _all_outside(rows, lo, hi):  # an old file shipped again: encode_rows fixes each
