@@ -216,8 +216,8 @@ class Meter:
         column text plus a constant for the keys whenever no string needs an
         escape, which one search for a backslash tells. The usual list (one
         chunk of rows) is handled with C-level calls over the whole list
-        (``map``, ``set``, ``compress``); a Python step is left only for rows
-        with a backslash somewhere and for the (level, logger) sums. (The
+        (``map``, ``set``, ``compress``, ``Counter``: see :func:`_sums_by`); a
+        Python step is left only for rows with a backslash somewhere. (The
         parser gives every string column as a str; a row where one is not is
         still measured, only less exactly.)
         """
