@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from hal_logging import _json, schema
 from hal_logging.azure import credentials as creds
+from hal_logging.azure import packing
 from hal_logging.azure.rowfit import REQUEST_OVERHEAD, fit_row
 from hal_logging.azure.uploader import (
     MAX_REQUEST_BYTES,
@@ -189,9 +190,18 @@ def test_old_and_future_times_are_kept_in_properties(tmp_path: Path) -> None:
 # --- delivery against the stand-in ------------------------------------------------------
 
 
+@pytest.mark.parametrize("gzip_impl", ["isal", "zlib"])
 def test_delivers_in_exact_requests(
-    emulator: Emulator, azure_env: dict[str, str], tmp_path: Path
+    emulator: Emulator,
+    azure_env: dict[str, str],
+    tmp_path: Path,
+    gzip_impl: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    if gzip_impl == "zlib":  # the fallback when isal is not installed
+        monkeypatch.setattr(packing, "_isal_zlib", None)
+    else:
+        assert packing._isal_zlib is not None  # the azure extra (dev installs it) brings it
     rows = [make_row(i) for i in range(12_000)]  # ~5 MB: several full requests
     with uploader(emulator, tmp_path) as up:
         total = sum(size + 1 for size in up.encode(rows).sizes()) + 1

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hal_logging import _json, schema
-from hal_logging.emulator import MAX_REQUEST_BYTES, Emulator
+from hal_logging.emulator import MAX_REQUEST_BYTES, Emulator, server
 from tests import azure_helpers
 from tests.azure_helpers import EmulatorProcess, started_emulator
 
@@ -330,3 +332,70 @@ def test_cli_process_serves_reports_and_takes_runtime_faults(tmp_path: Path) -> 
             "r1",
             "r9",
         ]
+
+
+_times = st.one_of(
+    st.datetimes(
+        min_value=datetime(2000, 1, 1),
+        max_value=datetime(2100, 1, 1),
+        timezones=st.just(timezone.utc),
+    ).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+    st.sampled_from(
+        [
+            "2026-02-30T00:00:00.000000Z",
+            "2026-13-01T00:00:00.000000Z",
+            "2026-01-01T24:00:00.000000Z",
+            "2026-01-01T00:00:60.000000Z",
+            "2026-01-01T00:00:00Z",
+            "2026-01-01 00:00:00.000000Z",
+            "",
+        ]
+    ),
+    st.integers(),
+    st.none(),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"Message": st.text(max_size=50)},
+            optional={
+                "TimeGenerated": _times,
+                "Extra": st.integers(),
+                "Properties": st.dictionaries(
+                    st.text(max_size=5), st.text(max_size=20), max_size=3
+                ),
+                "LoggerName": st.sampled_from(["a", "b" * (schema.MAX_FIELD_BYTES + 1)]),
+            },
+        ),
+        max_size=6,
+    ),
+    st.integers(0, 3),
+)
+def test_quick_inspection_answers_as_the_row_by_row_one(
+    rows: list[dict[str, Any]], near: int
+) -> None:
+    """The emulator's C-level check says 'nothing to note' only when the row-by-row one notes nothing."""
+    now = datetime.now(timezone.utc)
+    for row in rows[:near]:  # some rows inside the service's window
+        row["TimeGenerated"] = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    rows = _json.loads(_json.dumps(rows))  # as parsed from a request body
+    before = _json.dumps(rows)
+    quick = server._nothing_to_note(rows, now - server._TIME_PAST, now + server._TIME_FUTURE)
+    over, replaced, undeclared = server._inspect_each(rows, now)
+    nothing = over == replaced == 0 and not undeclared
+    assert quick <= nothing  # never skips something the slow check notes
+    if nothing:
+        assert _json.dumps(rows) == before
+    usual = [_row(i) for i in range(3)]
+    for row in usual:
+        row["TimeGenerated"] = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert server._nothing_to_note(usual, now - server._TIME_PAST, now + server._TIME_FUTURE)
+    # a date past its month's end, inside the window as text: not a time the service reads
+    feb = [{"TimeGenerated": "2026-02-30T00:00:00.000000Z"}]
+    utc = timezone.utc
+    assert not server._nothing_to_note(
+        feb, datetime(2026, 2, 27, tzinfo=utc), datetime(2026, 3, 3, tzinfo=utc)
+    )

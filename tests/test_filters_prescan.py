@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from hal_logging import _json, schema
 from hal_logging.pipeline.config import ForwardConfig
-from hal_logging.pipeline.filters.redact import RedactFilter
+from hal_logging.pipeline.filters.redact import ChunkScan, RedactFilter
 from hal_logging.pipeline.framing import Framer
 from hal_logging.pipeline.model import Record, Sink, WriteResult
 from hal_logging.pipeline.parsing import Parser
@@ -182,3 +182,19 @@ def test_clean_rows_pass_without_a_look_and_keep_their_identity() -> None:
     rows, stats = _through_runner(data, [4096])
     assert [r["Message"] for r in rows] == [f"step {i} done" for i in range(50)]
     assert stats.get("rows_redacted", 0) == 0
+
+
+def test_a_record_that_began_before_the_scanned_span_is_looked_at() -> None:
+    """Records vouched clean together only when each lies inside what the scans cover."""
+    flt = _filter()
+    flt.use_scan(ChunkScan(("src", "stdout"), 100, 200, []))  # no trigger in [100, 200)
+    secret = f"password is {ENV_VALUE}"
+    recs = []
+    for start in (50, 120):  # the first began before the scanned span
+        row = schema.empty_row()
+        row.update(Message=secret, LoggerName="agent", Level="INFO")
+        recs.append(Record(row, "stdout", start, start + 30, "src", raw=secret.encode()))
+    out = flt.process_batch(recs)
+    assert ENV_VALUE not in out[0].row["Message"]
+    assert out[1].row["Message"] == secret  # vouched for by the scan (see Record.raw)
+    assert flt.process_batch(recs[1:]) == recs[1:]

@@ -35,8 +35,6 @@ TIME_NOTE: Final = (
     "some TimeGenerated values were more than 2 days old or 1 day ahead; Azure would have replaced them "
     "silently, so they were sent with the current time and kept in Properties.hal.original_time"
 )
-#: TimeGenerated values as the parser writes them ("YYYY-MM-DDTHH:MM:SS.ffffffZ"), joined.
-_CANONICAL_TIMES: Final = re.compile(r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)+", re.ASCII)
 _get_time: Final = operator.itemgetter("TimeGenerated")
 _ONLY_27: Final = {27}
 _FRACTION: Final = re.compile(r"(\.\d{6})\d+")
@@ -69,9 +67,10 @@ def encode_rows(rows: Sequence[Row], append: Callable[[bytes], None], limit: int
     field_limit = schema.MAX_FIELD_BYTES
     fixed = cut = 0
     first_bad: Any = None
+    stale = _all_outside(rows, lo, hi)
     for row in rows:
         stamp = row.get("TimeGenerated")
-        if not _plainly_in_window(stamp, lo, hi) and not _time_ok(stamp, lo, hi, now):
+        if stale or (not _plainly_in_window(stamp, lo, hi) and not _time_ok(stamp, lo, hi, now)):
             row = _with_original_time(row, stamp, now_text)
             if not fixed:
                 first_bad = stamp
@@ -104,7 +103,6 @@ def row_encoder() -> Callable[[Sequence[Row]], list[bytes | None]]:
     lo, hi = _window(datetime.now(timezone.utc))
     dumps = orjson.dumps
     field_limit = schema.MAX_FIELD_BYTES
-    canonical_times = _CANONICAL_TIMES.fullmatch
 
     def one(row: Row) -> bytes | None:
         if not _plainly_in_window(row.get("TimeGenerated"), lo, hi):
@@ -123,20 +121,55 @@ def row_encoder() -> Callable[[Sequence[Row]], list[bytes | None]]:
             return []
         try:
             stamps = list(map(_get_time, rows))
+            joined = "".join(stamps)  # TypeError: a time that is not a str
+            n = len(stamps)
+            # _plainly_in_window for every row at once: all 27 characters long,
+            # "T" at 10 and "Z" at 26 of each (strided slices of the joined text),
+            # and the smallest and largest inside the window (text order is
+            # monotone in a prefix, so min/max bound every stamp[:19]).
             if (
                 set(map(len, stamps)) == _ONLY_27
-                and canonical_times("".join(stamps)) is not None
+                and joined[10::27] == "T" * n
+                and joined[26::27] == "Z" * n
                 and lo <= min(stamps)[:19]
                 and max(stamps)[:19] <= hi
             ):
-                datas = list(map(dumps, rows))
+                # Exact-size copies, each made as its row is dumped: orjson's own
+                # result keeps a buffer of ~8 KB (a chunk's worth at once would be
+                # MBs), and the one buffer then stays warm in the allocator.
+                datas: list[bytes] = list(map(bytes, map(memoryview, map(dumps, rows))))  # type: ignore[arg-type]
                 if max(map(len, datas)) <= field_limit:
-                    return [bytes(memoryview(d)) for d in datas]
+                    return datas  # type: ignore[return-value]
         except (KeyError, TypeError):  # a row without a time, or odd values: one by one
             pass
+        if _all_outside(rows, lo, hi):  # an old file shipped again: encode_rows fixes each
+            return [None] * len(rows)
         return list(map(one, rows))
 
     return encode
+
+
+def _all_outside(rows: Sequence[Row], lo: str, hi: str) -> bool:
+    """Every row's TimeGenerated in the usual form and outside the window (checked over the list).
+
+    The case of an old file shipped again: each row then takes the fix, and
+    :func:`_plainly_in_window` and :func:`_time_ok` would each say so row by
+    row. Same tests as :func:`row_encoder`'s list check, the window reversed:
+    the largest stamp before it or the smallest after it.
+    """
+    try:
+        stamps = list(map(_get_time, rows))
+        joined = "".join(stamps)
+    except (KeyError, TypeError):
+        return False
+    n = len(stamps)
+    return (
+        n > 0
+        and set(map(len, stamps)) == _ONLY_27
+        and joined[10::27] == "T" * n
+        and joined[26::27] == "Z" * n
+        and (max(stamps)[:19] < lo or hi < min(stamps)[:19])
+    )
 
 
 def _plainly_in_window(stamp: Any, lo: str, hi: str) -> bool:
@@ -174,11 +207,11 @@ def _time_ok(stamp: Any, lo: str, hi: str, now: datetime) -> bool:
 
 
 def _with_original_time(row: Row, stamp: Any, now_text: str) -> Row:
-    out = dict(row)
+    out = row.copy() if type(row) is dict else dict(row)
     props = out.get("Properties")
-    props = dict(props) if isinstance(props, dict) else ({} if props is None else {"value": props})
+    props = props.copy() if type(props) is dict else _as_properties(props)
     hal = props.get(schema.PROP_HAL)
-    hal = dict(hal) if isinstance(hal, dict) else {}
+    hal = hal.copy() if type(hal) is dict else (dict(hal) if isinstance(hal, dict) else {})
     hal.setdefault(
         schema.HAL_ORIGINAL_TIME, stamp if isinstance(stamp, str) else _json.dumps_str(stamp)
     )
@@ -186,3 +219,7 @@ def _with_original_time(row: Row, stamp: Any, now_text: str) -> Row:
     out["Properties"] = props
     out["TimeGenerated"] = now_text
     return out
+
+
+def _as_properties(props: Any) -> dict[str, Any]:
+    return dict(props) if isinstance(props, dict) else ({} if props is None else {"value": props})

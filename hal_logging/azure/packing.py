@@ -6,15 +6,31 @@ rows joined by ``,`` + ``]``; the accounting counts every separator, so the
 unzipped limit holds by construction (the SDK's own list path overshoots it).
 Each body is gzipped; in the rare case the gzip output is still over the
 limit (incompressible text), the range is halved until it fits.
+
+Gzip is ISA-L's (``isal``, a dependency of the ``azure`` extra) when it can be
+imported, else the stdlib's ``zlib``; gzip is gzip, the service and the
+emulator read either. Measured on this project's agent output (1 MB bodies):
+zlib level 3 ~380 MB/s, ISA-L level 1 ~2,000 MB/s for ~7% more bytes (bodies
+stay ~17x under the compressed limit), i.e. ~0.5 s less CPU per 400k rows.
+Planning is per request, not per row: a range's array size is a difference of
+two row offsets, so the end of each request is one ``bisect``.
 """
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import operator
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
+
+_isal_zlib: Any
+try:  # the azure extra installs it; without it, the stdlib's zlib (same gzip format)
+    from isal import isal_zlib as _isal_zlib
+except ImportError:  # pragma: no cover - exercised by forcing it to None in tests
+    _isal_zlib = None
 
 __all__ = [
     "MAX_REQUEST_BYTES",
@@ -24,9 +40,11 @@ __all__ = [
     "join_rows",
     "make_packets",
     "pack",
+    "plan_offsets",
     "plan_packets",
 ]
 
+_ONES: Final = itertools.repeat(1)
 #: The service's limit per request, on the body both as sent and unzipped.
 MAX_REQUEST_BYTES: Final = 1_048_576
 
@@ -49,11 +67,16 @@ class EncodedRows:
     def of(cls, rows: Sequence[bytes]) -> EncodedRows:
         enc = cls()
         if rows:
-            enc.buf = bytearray(b",").join(rows)
-            enc.buf += b","
-            enc.starts = list(itertools.accumulate([len(r) + 1 for r in rows], initial=0))
+            enc.buf = bytearray(b",").join([*rows, b""])  # each row with its comma: one copy
+            enc.starts = list(
+                itertools.accumulate(map(operator.add, map(len, rows), _ONES), initial=0)
+            )
             enc.starts.pop()
         return enc
+
+    def offsets(self) -> list[int]:
+        """Each row's start, then the end of the buffer: row i is ``offsets[i]..offsets[i+1]-1``."""
+        return [*self.starts, len(self.buf)]
 
     def add(self, data: bytes) -> None:
         self.starts.append(len(self.buf))
@@ -68,7 +91,8 @@ class EncodedRows:
         return (self.starts[i + 1] if i + 1 < len(self.starts) else len(self.buf)) - 1
 
     def sizes(self) -> list[int]:
-        return [self.end(i) - start for i, start in enumerate(self.starts)]
+        offsets = self.offsets()
+        return list(map(operator.sub, map(operator.sub, offsets[1:], _ONES), offsets))
 
     def row(self, i: int) -> bytes:
         return bytes(self.buf[self.starts[i] : self.end(i)])
@@ -106,30 +130,54 @@ def plan_packets(sizes: Sequence[int], limit: int) -> list[tuple[int, int]]:
     Exact: an array of n rows is ``2 + sum(sizes) + (n - 1)`` bytes. A single
     row longer than ``limit - 2`` gets a range of its own (rowfit prevents it).
     """
+    offsets = list(itertools.accumulate(map(operator.add, sizes, _ONES), initial=0))
+    return plan_offsets(offsets, limit)
+
+
+def plan_offsets(offsets: Sequence[int], limit: int) -> list[tuple[int, int]]:
+    """:func:`plan_packets` from row offsets (:meth:`EncodedRows.offsets`): one bisect per range.
+
+    Rows ``a..b-1`` (each followed by a comma in the buffer) make an array of
+    ``offsets[b] - offsets[a] + 1`` bytes (``[`` and ``]`` in, the last comma
+    out), so the greedy range from ``a`` ends at the last ``b`` with
+    ``offsets[b] <= offsets[a] + limit - 1``, and at least at ``a + 1``.
+    """
+    n = len(offsets) - 1
     ranges: list[tuple[int, int]] = []
-    start, total = 0, 2
-    for i, size in enumerate(sizes):
-        if i == start:
-            total = 2 + size
-            continue
-        if total + 1 + size > limit:
-            ranges.append((start, i))
-            start, total = i, 2 + size
-        else:
-            total += 1 + size
-    if sizes:
-        ranges.append((start, len(sizes)))
+    a = 0
+    right = bisect.bisect_right
+    while a < n:
+        b = right(offsets, offsets[a] + limit - 1, a + 1, n + 1) - 1
+        b = max(b, a + 1)
+        ranges.append((a, b))
+        a = b
     return ranges
 
 
+#: zlib levels 1-3 (the uploader's default is 3) are served by ISA-L's level 1.
+_ISAL_LEVELS: Final = {1: 1, 2: 1, 3: 1}
+
+
+def compressor(level: int) -> Any:
+    """A gzip compressobj for ``level``: ISA-L's when installed and the level is 1-3, else zlib's.
+
+    Level 0 (stored, no compression) and 4-9 keep zlib's meaning.
+    """
+    isal_level = _ISAL_LEVELS.get(level)
+    if isal_level is not None and _isal_zlib is not None:
+        return _isal_zlib.compressobj(isal_level, _isal_zlib.DEFLATED, 31)
+    return zlib.compressobj(level, zlib.DEFLATED, 31)
+
+
 def gzip_bytes(data: bytes, level: int) -> bytes:
-    comp = zlib.compressobj(level, zlib.DEFLATED, 31)
-    return comp.compress(data) + comp.flush()
+    comp = compressor(level)
+    out: bytes = comp.compress(data) + comp.flush()
+    return out
 
 
 def make_packets(enc: EncodedRows, a: int, b: int, limit: int, level: int) -> list[Packet]:
     """Rows ``a..b-1`` gzipped as one packet, or halved until each gzip body is within ``limit``."""
-    comp = zlib.compressobj(level, zlib.DEFLATED, 31)
+    comp = compressor(level)
     with memoryview(enc.buf) as view:
         body = comp.compress(b"[") + comp.compress(view[enc.starts[a] : enc.end(b - 1)])
     body += comp.compress(b"]") + comp.flush()
@@ -142,6 +190,6 @@ def make_packets(enc: EncodedRows, a: int, b: int, limit: int, level: int) -> li
 def pack(enc: EncodedRows, limit: int, level: int) -> list[Packet]:
     """All rows of ``enc``, in order, as packets within ``limit`` both unzipped and gzipped."""
     packets: list[Packet] = []
-    for a, b in plan_packets(enc.sizes(), limit):
+    for a, b in plan_offsets(enc.offsets(), limit):
         packets.extend(make_packets(enc, a, b, limit, level))
     return packets

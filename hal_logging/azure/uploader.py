@@ -47,6 +47,7 @@ from hal_logging.azure.packing import (
     Packet,
     join_rows,
     make_packets,
+    plan_offsets,
     plan_packets,
 )
 from hal_logging.azure.retry import Deadline
@@ -222,7 +223,7 @@ class Uploader:
     def pack(self, encoded: EncodedRows | Sequence[bytes]) -> list[Packet]:
         enc = encoded if isinstance(encoded, EncodedRows) else EncodedRows.of(encoded)
         packets: list[Packet] = []
-        for a, b in plan_packets(enc.sizes(), self.settings.max_request_bytes):
+        for a, b in plan_offsets(enc.offsets(), self.settings.max_request_bytes):
             packets.extend(self._make_packets(enc, a, b))
         return packets
 

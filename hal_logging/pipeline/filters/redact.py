@@ -12,10 +12,14 @@ private-key block printed line by line, followed per stream.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import accumulate, repeat
+from operator import add, attrgetter
 from typing import Final
+
+import orjson
 
 from hal_logging.pipeline.model import Filter, Record
 from hal_logging.redaction.patterns import looks_secret, marker
@@ -63,6 +67,14 @@ class _Scan:
         i = bisect_left(self.starts, end)  # matches 0..i-1 start before ``end``
         return i == 0 or self.max_ends[i - 1] <= start
 
+
+#: Fewer rows unvouched than this: checked one by one (a list scan would not pay).
+_QUIET_MIN_ROWS: Final = 8
+_get_raw: Final = attrgetter("raw")
+_get_source: Final = attrgetter("source")
+_get_stream: Final = attrgetter("stream")
+_get_start: Final = attrgetter("start")
+_get_end: Final = attrgetter("end")
 
 _PEM_BEGIN: Final = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 _PEM_END: Final = re.compile(r"-----END[A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
@@ -149,18 +161,81 @@ class RedactFilter(Filter):
 
     def process_batch(self, records: list[Record]) -> list[Record]:
         """The chain's hot loop: records vouched clean by :meth:`prescan` pass untouched."""
+        if self._all_clean(records):
+            return records
+        quiet = self._quiet_rows(records)
         out: list[Record] = []
         append = out.append
         process = self.process
         scans = self._scans
-        for r in records:
-            if r.raw is not None and not self._pem_open:
-                scan = scans.get((r.source, r.stream))
-                if scan is not None and scan.clean(r.start, r.end):
-                    append(r)  # no trigger anywhere in the record's source bytes
+        for i, r in enumerate(records):
+            if not self._pem_open:
+                if r.raw is not None:
+                    scan = scans.get((r.source, r.stream))
+                    if scan is not None and scan.clean(r.start, r.end):
+                        append(r)  # no trigger anywhere in the record's source bytes
+                        continue
+                elif quiet is not None and quiet[i]:
+                    append(r)  # no trigger anywhere in the row's JSON
                     continue
             out.extend(process(r))
         return out
+
+    def _quiet_rows(self, records: list[Record]) -> list[bool] | None:
+        """For each record, True when no trigger is in its row's JSON (None: not known).
+
+        For rows no source bytes vouch for (the careful path: claims kept,
+        escapes, docker records), one scan of the list's JSON instead of
+        :meth:`Redactor.redact_row`'s two checks per row (measured: ~7 -> ~1.5 us
+        a row on agent output). The same answer: each string is in the JSON
+        as it is, or JSON-escaped where a known value's JSON spelling is a
+        trigger too; Properties is checked as JSON anyway. The one trigger with
+        a quote (``token"``, for key names) may match a string column's raw
+        text and not its JSON, but only announces keys: in a column it
+        replaces nothing. Likewise a non-str column is never rewritten (only
+        its str() is read). More text than the check reads (keys, the VM
+        side's columns) can only make a row looked at, never skipped wrongly.
+        """
+        spans_of = self.redactor._spans
+        if spans_of is None or sum(r.raw is None for r in records) < _QUIET_MIN_ROWS:
+            return None
+        rows = [r.row for r in records]
+        try:
+            spans = spans_of(orjson.dumps(rows).lower())
+            if not spans:
+                return [True] * len(rows)
+            sizes = list(map(len, map(orjson.dumps, rows)))
+        except TypeError:  # a value orjson refuses (orjson.JSONEncodeError too)
+            return None
+        # orjson.dumps(list) is "[" + the rows' own JSON joined by "," + "]".
+        starts = list(accumulate(map(add, sizes, repeat(1)), initial=1))
+        quiet = [True] * len(rows)
+        for a, b in spans:
+            first = max(0, bisect_right(starts, a) - 1)
+            for i in range(first, min(len(rows), bisect_left(starts, b))):
+                quiet[i] = False
+        return quiet
+
+    def _all_clean(self, records: list[Record]) -> bool:
+        """The usual chunk, over the list with C-level calls: one (source, stream), every
+        record vouched for (``raw``), and no trigger anywhere in the covered span.
+
+        What the loop of :meth:`process_batch` would find record by record
+        (~200 ns a record instead of ~450 on agent output).
+        """
+        if self._pem_open or not records:
+            return False
+        first = records[0]
+        scan = self._scans.get((first.source, first.stream))
+        if scan is None or scan.starts:  # no scan, or a match to place: record by record
+            return False
+        return (
+            None not in map(_get_raw, records)
+            and len(set(map(_get_source, records))) == 1
+            and len(set(map(_get_stream, records))) == 1
+            and scan.covered_from <= min(map(_get_start, records))
+            and max(map(_get_end, records)) <= scan.covered_to
+        )
 
     def process(self, record: Record) -> Iterable[Record]:
         raw = record.raw

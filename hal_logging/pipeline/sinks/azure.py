@@ -146,7 +146,8 @@ class AzureSink(Sink):
         """
         if not records:
             return 0
-        missing = [r for r in records if type(r.prepared) is not bytes]
+        missing: list[Record] = []
+        total = self._keep_prepared(records, missing)  # one pass: the usual case
         if missing:
             result = UploadResult()
             try:
@@ -159,6 +160,12 @@ class AzureSink(Sink):
             for note in result.notes:
                 if note not in self._prepare_notes:
                     self._prepare_notes.append(note)
+            total += self._keep_prepared(missing, [])
+        return total
+
+    @staticmethod
+    def _keep_prepared(records: Sequence[Record], missing: list[Record]) -> int:
+        """Rows prepared as bytes become Fragments of them; the others go to ``missing``."""
         fragment = _FRAGMENT
         total = 0
         for r in records:
@@ -168,6 +175,8 @@ class AzureSink(Sink):
                 r.columns = None
                 if fragment is not None:
                     r.row = fragment(data)
+            else:
+                missing.append(r)
         return total
 
     def _encoded(self, records: Sequence[Record], result: UploadResult) -> list[bytes]:
