@@ -118,10 +118,13 @@ def text_lines(n: int) -> bytes:
     return "".join(parts).encode()
 
 
-def parse_all(data: bytes, **parser_args: Any) -> int:
-    framer = Framer("stdout")
+def _framer_and_parser(**parser_args: Any) -> tuple[Framer, Parser]:
     args: dict[str, Any] = {"stream": "stdout", "source": "bench", "trusted": {"RunID": "run-42"}}
-    parser = Parser(**(args | parser_args))
+    return Framer("stdout"), Parser(**(args | parser_args))
+
+
+def parse_all(data: bytes, **parser_args: Any) -> int:
+    framer, parser = _framer_and_parser(**parser_args)
     n = 0
     now = time.time()
     for pos in range(0, len(data), CHUNK):
@@ -134,9 +137,7 @@ def parse_all(data: bytes, **parser_args: Any) -> int:
 
 def parse_chunks(data: bytes, **parser_args: Any) -> int:
     """As the forwarder parses: a chunk's lines at once (``feed_many``)."""
-    framer = Framer("stdout")
-    args: dict[str, Any] = {"stream": "stdout", "source": "bench", "trusted": {"RunID": "run-42"}}
-    parser = Parser(**(args | parser_args))
+    framer, parser = _framer_and_parser(**parser_args)
     n = 0
     now = time.time()
     for pos in range(0, len(data), CHUNK):
