@@ -114,7 +114,7 @@ def row_encoder() -> Callable[[Sequence[Row]], list[bytes | None]]:
         if len(data) > field_limit:
             return None
         # Exact size: orjson's own result keeps a buffer of ~4 KB.
-        return bytes(memoryview(data))
+        return _json.exact_copy(data)
 
     def encode(rows: Sequence[Row]) -> list[bytes | None]:
         if not rows:
@@ -137,7 +137,7 @@ def row_encoder() -> Callable[[Sequence[Row]], list[bytes | None]]:
                 # Exact-size copies, each made as its row is dumped: orjson's own
                 # result keeps a buffer of ~8 KB (a chunk's worth at once would be
                 # MBs), and the one buffer then stays warm in the allocator.
-                datas: list[bytes] = list(map(bytes, map(memoryview, map(dumps, rows))))  # type: ignore[arg-type]
+                datas: list[bytes] = list(_json.exact_copies(map(dumps, rows)))
                 if max(map(len, datas)) <= field_limit:
                     return datas  # type: ignore[return-value]
         except (KeyError, TypeError):  # a row without a time, or odd values: one by one

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hal_logging import schema
+from hal_logging._json import exact_copy
 from hal_logging.azure import encoding, messages, retry
 from hal_logging.azure.deadletter import DeadLetter, dead_letter_line
 from hal_logging.azure.packing import (
@@ -190,7 +191,7 @@ class Uploader:
         push = parts.append
 
         def keep(data: bytes) -> None:
-            push(bytes(memoryview(data)))
+            push(exact_copy(data))
 
         self._encode(rows, result, keep)
         return parts

@@ -65,7 +65,7 @@ def _plain_json(rows: list[Row]) -> list[bytes] | None:
     encoder's. Copied one by one: orjson's own result keeps a buffer of ~8 KB.
     """
     try:
-        return list(map(bytes, map(memoryview, map(orjson.dumps, rows))))  # type: ignore[arg-type]
+        return list(_json.exact_copies(map(orjson.dumps, rows)))
     except TypeError:  # orjson.JSONEncodeError too
         return None
 
