@@ -126,7 +126,7 @@ def _through_runner(
     flt = _filter()
     sink = _Collect()
     config = ForwardConfig(no_checkpoint=True, fold_repeats=False)
-    Runner(config, _Source(data, cuts), sink, trusted=TRUSTED, filters=[flt]).run()
+    Runner(config.inputs, config.delivery, _Source(data, cuts), sink, trusted=TRUSTED, filters=[flt]).run()
     return sink.rows, dict(flt.stats)
 
 

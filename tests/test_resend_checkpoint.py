@@ -79,7 +79,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sink_name: str) -> Prob
     sink = ProbeSink(sink_name, cp, wait=sink_name == "azure")
     source = FileSource([str(log)], lambda _p: store, threading.Event())
     try:
-        runner_mod.Runner(config, source, sink, trusted={}, filters=[]).run()
+        runner_mod.Runner(config.inputs, config.delivery, source, sink, trusted={}, filters=[]).run()
     finally:
         source.close()
         store.close()

@@ -378,7 +378,8 @@ def run_forward(
             return EXIT_USAGE
 
     runner = Runner(
-        config,
+        config.inputs,
+        config.delivery,
         source,
         sink,
         trusted=trusted,

@@ -43,13 +43,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hal_logging import schema
 from hal_logging.context import full_context
 from hal_logging.pipeline.batching import Batch, Batcher
 from hal_logging.pipeline.checkpoint import CheckpointStore
-from hal_logging.pipeline.config import ForwardConfig
 from hal_logging.pipeline.framing import Framer
 from hal_logging.pipeline.model import DeliveryError, Filter, Record, Sink, WriteResult
 from hal_logging.pipeline.outcome import (  # EXIT_UNDELIVERED: re-exported
@@ -70,6 +69,10 @@ from hal_logging.pipeline.sources import (
     Source,
 )
 from hal_logging.pipeline.summary import RunStats
+
+if TYPE_CHECKING:  # (annotations only: the runner reads its components' settings)
+    from hal_logging.pipeline.config import ForwardConfig
+    from hal_logging.pipeline.settings import DeliveryConfig, InputsConfig
 
 FORWARDER_LOGGER = "hal_logging.forward"
 #: Seconds between checkpoint writes while running, for local sinks (always
@@ -212,7 +215,8 @@ class Runner:
 
     def __init__(
         self,
-        config: ForwardConfig,
+        inputs: InputsConfig,
+        delivery: DeliveryConfig,
         source: Source,
         sink: Sink,
         *,
@@ -222,7 +226,8 @@ class Runner:
         progress: Callable[[int], None] | None = None,
         abort: threading.Event | None = None,
     ) -> None:
-        self.config = config
+        self.inputs = inputs  # how the source's bytes are parsed
+        self.delivery = delivery  # batching, checkpoints, the drain
         self.source = source
         self.sink = sink
         self.trusted = dict(trusted)
@@ -233,9 +238,9 @@ class Runner:
         self.progress = progress
         self.abort = abort or threading.Event()
         self.live = source.mode in ("follow", "wrap", "container", "journal")
-        self.commit_checkpoints = not (config.dry_run or config.no_checkpoint)
+        self.commit_checkpoints = not (delivery.dry_run or delivery.no_checkpoint)
         self.batcher = Batcher(
-            config.batch_rows, config.batch_bytes, config.flush_interval, sink.batch_bytes
+            delivery.batch_rows, delivery.batch_bytes, delivery.flush_interval, sink.batch_bytes
         )
         self.gens: dict[str, _Gen] = {}
         self.failure: BaseException | None = None
@@ -426,17 +431,17 @@ class Runner:
             stream=ev.stream,
             source=ev.source,
             trusted=self._source_trusted,
-            input_format=self.config.input_format,
-            multiline_timeout=self.config.multiline_timeout,
+            input_format=self.inputs.input_format,
+            multiline_timeout=self.inputs.multiline_timeout,
             log_type=self._log_type,
-            resend=self.config.resend,
+            resend=self.inputs.resend,
             # A source that knows when its writer started (a wrapped command):
             # wire-line times before that are claims (Parser: not_before).
             not_before=self.source.lifetime_start
             if isinstance(self.source, LifetimeSource)
             else None,
         )
-        if self.config.resend:
+        if self.inputs.resend:
             self._resend_parsers.append(parser)
         self.gens[ev.gen] = _Gen(ev, parser)
         if ev.file is not None and ev.file.store is not None:
@@ -629,7 +634,7 @@ class Runner:
         else:
             self._keep_undelivered(self.batcher.take().records)
         self._final = True
-        self.sink.deadline = time.monotonic() + max(0.0, self.config.drain_timeout)
+        self.sink.deadline = time.monotonic() + max(0.0, self.delivery.drain_timeout)
         deadline = self.sink.deadline
         while self._inflight:
             if self.abort.is_set():
@@ -645,7 +650,7 @@ class Runner:
         if self._inflight:
             n = sum(len(b.records) for b, _ in self._inflight)
             self.stats.notes.append(
-                f"drain timeout: {n} rows were not confirmed within {self.config.drain_timeout:g}s"
+                f"drain timeout: {n} rows were not confirmed within {self.delivery.drain_timeout:g}s"
             )
             for b, _ in self._inflight:
                 self._keep_undelivered(b.records)
