@@ -95,9 +95,7 @@ def test_fast_path_agrees_with_the_careful_path(
     if not line.data.startswith(schema.WIRE_PREFIX):
         return  # not a wire line (the marker is not first): the fast path is not asked
     accepted = fast_parser._wire_fast(line.data, line.start, line.end)
-    want = careful._wire(
-        line.data, "stdout", line.start, line.end, line.received, None, "", len(line.data)
-    )
+    want = careful._wire(line.data, line, len(line.data))
     assert want is not None  # a JSON object with the wire marker is a wire row
     assert got.row == want.row
     assert (got.start, got.end, got.stream, got.source) == (want.start, want.end, "stdout", "s")
@@ -146,7 +144,7 @@ def test_one_change_from_a_configure_line(change: dict[str, Any]) -> None:
     if not line.data.startswith(schema.WIRE_PREFIX):
         return  # another marker: not a wire line, the fast path is not asked
     want = Parser(stream="stdout", source="s", trusted=TRUSTED)._wire(
-        line.data, "stdout", line.start, line.end, line.received, None, "", len(line.data)
+        line.data, line, len(line.data)
     )
     assert want is not None and got.row == want.row
 

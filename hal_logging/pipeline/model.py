@@ -43,6 +43,11 @@ class Line:
     received: float  # time.time() when the line was read
     length: int = -1  # original byte length when cut, else -1 (== len(data))
     final: bool = True  # False for a docker 16 KB partial piece (more follows)
+    #: What unwrapping the line told (a docker log: its own timestamp, and how the
+    #: line was wrapped, the prefix of the row's Properties.hal.format). Set only on
+    #: the lines the parser unwraps; the framer's lines keep the defaults.
+    time: str | None = None
+    via: str = ""
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hal_logging import schema
-from hal_logging.pipeline.model import Record
+from hal_logging.pipeline.model import Line, Record
 from hal_logging.pipeline.parsing.records import _BLANK_ROW, _LOGGERS, RecordMaker
 from hal_logging.pipeline.parsing.text import TextInfo
 from hal_logging.pipeline.parsing.traceback import TracebackGroup, starts_traceback
@@ -80,12 +80,15 @@ class HeldGroups(RecordMaker):
             return [
                 self._text_record(
                     header,
-                    stream,
-                    held.start,
-                    held.end,
-                    held.first_received,
-                    held.time_hint,
-                    held.prefix,
+                    Line(
+                        b"",
+                        stream,
+                        held.start,
+                        held.end,
+                        held.first_received,
+                        time=held.time_hint,
+                        via=held.prefix,
+                    ),
                     len(header.message) * 3,
                     -1,
                 )

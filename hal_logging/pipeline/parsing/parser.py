@@ -38,6 +38,9 @@ INPUT_FORMATS: Final = ("auto", "docker-json", "docker-timestamps", "raw")
 
 _WIRE_PREFIX: Final = schema.WIRE_PREFIX
 _WIRE_PREFIX_STR: Final = schema.WIRE_PREFIX.decode()
+#: How an unwrapped docker line was wrapped (Line.via: the prefix of Properties.hal.format).
+_VIA_TS: Final = "docker-timestamps+"
+_VIA_JSON: Final = "docker-json+"
 _HIGH: Final = frozenset(("ERROR", "CRITICAL"))
 _NUL_PROBLEM: Final = (NUL_REMOVED,)
 _DOCKER_WIRE: Final = "docker-json+wire"
@@ -160,9 +163,7 @@ class Parser(WireFastPath):
                     if self._wire_run([line], 0, [self._id_one % line.start], out, None):
                         return out
                 if line.length < 0:
-                    record = self._wire(
-                        data, self.stream, line.start, line.end, line.received, None, "", len(data)
-                    )
+                    record = self._wire(data, line, len(data))
                     if record is not None:
                         return [record]
             return self._route(line)
@@ -203,17 +204,11 @@ class Parser(WireFastPath):
             split = docker.split_timestamp(data, strict=fmt == "auto")
             if split is not None:
                 when, rest = split
-                return self._payload(
-                    rest,
-                    self.stream,
-                    line.start,
-                    line.end,
-                    line.received,
-                    when,
-                    "docker-timestamps+",
-                    cut,
+                unwrapped = Line(
+                    b"", self.stream, line.start, line.end, line.received, time=when, via=_VIA_TS
                 )
-        return self._payload(data, self.stream, line.start, line.end, line.received, None, "", cut)
+                return self._payload(rest, unwrapped, cut)
+        return self._payload(data, line, cut)
 
     def _docker_piece(self, line: Line, rec: docker.DockerRecord) -> list[Record]:
         stream = rec.stream
@@ -240,9 +235,10 @@ class Parser(WireFastPath):
                 out = self._docker_wire(line, log, stream)
                 if out:
                     return out
-            return self._payload(
-                log, stream, line.start, line.end, line.received, rec.time, "docker-json+", -1
+            unwrapped = Line(
+                b"", stream, line.start, line.end, line.received, time=rec.time, via=_VIA_JSON
             )
+            return self._payload(log, unwrapped, -1)
         partial.add(log)  # the last piece: the line is whole
         partial.end, partial.received = line.end, line.received
         partial.time = partial.time or rec.time
@@ -278,42 +274,26 @@ class Parser(WireFastPath):
         """The line held in pieces on ``stream``, as it is (whole, or cut short)."""
         partial = self._partials.pop(stream)
         cut = partial.length if partial.length > partial.kept else -1
-        return self._payload(
-            partial.text(),
-            stream,
-            partial.start,
-            partial.end,
-            partial.received,
-            partial.time,
-            "docker-json+",
-            cut,
-        )
+        p = partial
+        whole = Line(b"", stream, p.start, p.end, p.received, time=p.time, via=_VIA_JSON)
+        return self._payload(p.text(), whole, cut)
 
-    def _payload(
-        self,
-        payload: bytes | str,
-        stream: str,
-        start: int,
-        end: int,
-        received: float,
-        time_hint: str | None,
-        prefix: str,
-        cut: int,
-    ) -> list[Record]:
+    def _payload(self, payload: bytes | str, line: Line, cut: int) -> list[Record]:
         """One logical line (bytes from the framer, or str from a docker record).
 
-        Where the line came from (``stream`` ... ``prefix``) is passed on as
-        separate arguments to :meth:`_wire`, :meth:`_json` and :meth:`_text_record`,
-        not as one named structure: building a NamedTuple per line cost about
-        1 µs here (a slotted dataclass about 0.5 µs), 4-8% of a text line's whole
-        parse (measured on Python 3.10); the fast path never comes here.
+        Where it came from travels as its :class:`Line` (stream, offsets, read
+        time, and for an unwrapped docker line its time and ``via``) to
+        :meth:`_wire`, :meth:`_json` and :meth:`_text_record`: the framer's own
+        Line for a plain line, so nothing is built per line on that path (a
+        NamedTuple per line cost about 1 µs here, 4-8% of a text line's parse);
+        an unwrapped docker record makes one.
         """
+        stream, start, end, received = line.stream, line.start, line.end, line.received
+        time_hint, prefix = line.time, line.via
         out: list[Record] = []
         if isinstance(payload, bytes):
             if cut < 0 and payload.startswith(_WIRE_PREFIX):
-                record = self._wire(
-                    payload, stream, start, end, received, time_hint, prefix, len(payload)
-                )
+                record = self._wire(payload, line, len(payload))
                 if record is not None:
                     out.extend(self._close(stream))
                     out.append(record)
@@ -323,9 +303,7 @@ class Parser(WireFastPath):
             size = len(payload)
         else:
             if cut < 0 and payload.startswith(_WIRE_PREFIX_STR):
-                record = self._wire(
-                    payload, stream, start, end, received, time_hint, prefix, len(payload) * 3
-                )
+                record = self._wire(payload, line, len(payload) * 3)
                 if record is not None:
                     out.extend(self._close(stream))
                     out.append(record)
@@ -343,9 +321,7 @@ class Parser(WireFastPath):
                 self._skip_from = start
             return out
         if cut < 0 and text[0] == "{" and text[-1] == "}":
-            record = self._json(
-                text, stream, start, end, received, time_hint, prefix, size, problems
-            )
+            record = self._json(text, line, size, problems)
             if record is not None:
                 out.append(record)
                 return out
@@ -366,9 +342,7 @@ class Parser(WireFastPath):
                 start, end, received, received, time_hint, prefix, header=info
             )
             return out
-        record = self._text_record(
-            info, stream, start, end, received, time_hint, prefix, size, cut, problems
-        )
+        record = self._text_record(info, line, size, cut, problems)
         if cut < 0 and text.isascii() and len(text) == len(payload) and type(payload) is bytes:
             # Nothing was decoded, removed (escapes, NUL) or stripped: the row's
             # strings are slices of the line (see Record.raw).

@@ -19,7 +19,7 @@ from typing import Any, Final
 import orjson
 
 from hal_logging import _json, schema
-from hal_logging.pipeline.model import Record
+from hal_logging.pipeline.model import Line, Record
 from hal_logging.pipeline.parsing import docker
 from hal_logging.pipeline.parsing.foreign_json import row_from_foreign
 from hal_logging.pipeline.parsing.ids import _OFFSET_HEX, RESEND_ID, _id_prefix
@@ -95,42 +95,38 @@ class RecordMaker:
             hal.setdefault(schema.HAL_CLAIMED, {})["TimeGenerated"] = tg
             row["TimeGenerated"] = self._received(received)
 
-    def _wire(
-        self,
-        payload: bytes | str,
-        stream: str,
-        start: int,
-        end: int,
-        received: float,
-        time_hint: str | None,
-        prefix: str,
-        size: int,
-    ) -> Record | None:
+    def _wire(self, payload: bytes | str, line: Line, size: int) -> Record | None:
+        """A wire line (``payload``; where from: ``line``), or None when it is not a JSON object."""
         obj = _load_object(payload)
         if obj is None:
             return None
         hal: dict[str, Any] = {}
         if isinstance(payload, bytes) and not payload.isascii() and not _is_utf8(payload):
             hal["problems"] = ["invalid UTF-8 replaced with U+FFFD"]
-        row = row_from_wire(obj, time_hint or self._received(received), hal)
-        if not self.resend:  # --resend ships the VM side's own files: its rows stay its own
+        return self._from_wire(obj, line, hal, size, marked=True)
+
+    def _from_wire(
+        self, obj: dict[str, Any], line: Line, hal: dict[str, Any], size: int, *, marked: bool
+    ) -> Record:
+        """The record of a wire-shaped object (``marked``: it carried the version marker).
+
+        A reserved logger name is demoted to a claim, except on a marked line
+        under --resend (the VM side's own files: its rows stay its own); the
+        time is bounded by the writer's lifetime when one is known.
+        """
+        row = row_from_wire(obj, line.time or self._received(line.received), hal)
+        if not marked:
+            hal.pop("wire_version", None)
+        if not (marked and self.resend):
             demote_reserved_logger(row, hal)
         if self._bounded:
-            self._bound_time(row, hal, received)
-        return self._record(row, hal, stream, start, end, prefix + "wire", size)
+            self._bound_time(row, hal, line.received)
+        return self._record(row, hal, line.stream, line.start, line.end, line.via + "wire", size)
 
     def _json(
-        self,
-        text: str,
-        stream: str,
-        start: int,
-        end: int,
-        received: float,
-        time_hint: str | None,
-        prefix: str,
-        size: int,
-        problems: Sequence[str] | None = None,
+        self, text: str, line: Line, size: int, problems: Sequence[str] | None = None
     ) -> Record | None:
+        """A JSON object line: a row-shaped one as wire, another as foreign JSON."""
         obj = _load_object(text)
         if obj is None:
             return None
@@ -140,37 +136,28 @@ class RecordMaker:
             hal["problems"] = ["row-shaped JSON without the wire version marker"]
             if problems:
                 hal["problems"].extend(problems)
-            row = row_from_wire(obj, time_hint or self._received(received), hal)
-            hal.pop("wire_version", None)
-            demote_reserved_logger(row, hal)
-            if self._bounded:
-                self._bound_time(row, hal, received)
-            return self._record(row, hal, stream, start, end, prefix + "wire", size)
+            return self._from_wire(obj, line, hal, size, marked=False)
         partial, fmt = row_from_foreign(obj, text, hal)
         if problems:
             hal.setdefault("problems", []).extend(problems)
         row = dict(_BLANK_ROW)
-        row["TimeGenerated"] = time_hint or self._received(received)
-        row["LoggerName"] = _LOGGERS.get(stream, schema.LOGGER_MERGED)
+        row["TimeGenerated"] = line.time or self._received(line.received)
+        row["LoggerName"] = _LOGGERS.get(line.stream, schema.LOGGER_MERGED)
         row.update(partial)
         demote_reserved_logger(row, hal)  # another logger's JSON may name one too
-        return self._record(row, hal, stream, start, end, prefix + fmt, size)
+        return self._record(row, hal, line.stream, line.start, line.end, line.via + fmt, size)
 
     def _text_record(
         self,
         info: TextInfo,
-        stream: str,
-        start: int,
-        end: int,
-        received: float,
-        time_hint: str | None,
-        prefix: str,
+        line: Line,
         size: int,
         cut: int,
         problems: Sequence[str] | None = None,
     ) -> Record:
+        stream = line.stream
         row = dict(_BLANK_ROW)
-        row["TimeGenerated"] = time_hint or info.time or self._received(received)
+        row["TimeGenerated"] = line.time or info.time or self._received(line.received)
         row["Level"] = info.level
         row["Message"] = info.message
         row["LoggerName"] = _LOGGERS.get(stream, schema.LOGGER_MERGED)
@@ -183,7 +170,7 @@ class RecordMaker:
             hal["problems"] = list(problems)
         if cut > 0:
             _mark_cut(row, hal, cut)
-        return self._record(row, hal, stream, start, end, prefix + info.fmt, size)
+        return self._record(row, hal, stream, line.start, line.end, line.via + info.fmt, size)
 
     def _record(
         self,
